@@ -1,0 +1,1 @@
+"""Raw history: the input contract, loading from files or databases, and validation."""

@@ -1,0 +1,85 @@
+"""One typed settings object for every parameter churnlens reads.
+
+Precedence, highest first: values passed by the CLI (or a test), environment variables
+(``CHURNLENS_*``), ``HOME/churnlens.yaml``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from churnlens.home import Home
+
+DEFAULT_HOME = Path("churnlens-data")
+
+
+class Settings(BaseSettings):
+    """Everything a run can be told, in one place."""
+
+    model_config = SettingsConfigDict(env_prefix="CHURNLENS_", extra="forbid")
+
+    home: Path = Field(DEFAULT_HOME, description="Project folder every step reads and writes.")
+
+    # loading and validation
+    data: str | None = Field(
+        None, description="Raw history: a folder of Parquet/CSV files or an Ibis URL. "
+        "Default HOME/raw.")
+    mapping: Path | None = Field(None, description="YAML file mapping foreign names onto the contract.")
+    strict: bool = Field(False, description="Refuse the load on any bad row instead of quarantining.")
+    now: datetime | None = Field(
+        None, description="Reference time for 'timestamp in the future' checks (UTC). "
+        "Default: the wall clock.")
+
+    # execution
+    backend: Literal["duckdb"] = "duckdb"
+    duckdb_memory_limit: str | None = Field(None, description="e.g. '4GB'; DuckDB spills beyond it.")
+    threads: int | None = Field(None, description="Engine threads; default all cores.")
+
+    @property
+    def layout(self) -> Home:
+        return Home(self.home)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _HomeYamlSource(settings_cls, init_settings))
+
+
+class _HomeYamlSource(PydanticBaseSettingsSource):
+    """Reads ``churnlens.yaml`` from the home that the higher-priority sources chose."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._init = init
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os
+
+        home = self._init().get("home") or os.environ.get("CHURNLENS_HOME") or DEFAULT_HOME
+        path = Path(home) / "churnlens.yaml"
+        if not path.is_file():
+            return {}
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path} must hold a mapping of setting names to values")
+        return {key.replace("-", "_"): value for key, value in loaded.items()}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with CLI/test overrides; ``None`` overrides mean 'not given'."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})
