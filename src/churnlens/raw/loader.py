@@ -1,0 +1,140 @@
+"""Finding the five tables of a company's history and opening them as Ibis tables.
+
+Nothing is read into Python here: a folder of Parquet or CSV files becomes DuckDB views, a
+database URL becomes that database's tables, and every later step pushes its work down to the
+engine. That is what lets validation and features run on a hundred million events.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+
+from churnlens.raw.contract import CONTRACT
+from churnlens.raw.mapping import Mapping, apply_mapping
+
+
+class SourceError(ValueError):
+    """A table cannot be found or read at all."""
+
+
+@dataclass(frozen=True)
+class RawSource:
+    """The opened, not yet validated, tables of one history."""
+
+    backend: ibis.BaseBackend
+    tables: dict[str, ir.Table]
+    """Contract table name to its raw table, with the mapping already applied."""
+    locations: dict[str, str]
+    """Where each table was read from, for messages."""
+
+
+def duckdb_backend(scratch: Path | None = None, memory_limit: str | None = None,
+                   threads: int | None = None) -> ibis.BaseBackend:
+    """An embedded DuckDB that works in UTC and spills to ``scratch`` when memory runs out."""
+    config: dict[str, object] = {}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if threads:
+        config["threads"] = threads
+    con = ibis.duckdb.connect(**config)
+    con.raw_sql("SET TimeZone = 'UTC'")
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+        con.raw_sql(f"SET temp_directory = '{scratch.as_posix()}'")
+    return con
+
+
+def is_url(data: str) -> bool:
+    return "://" in data
+
+
+def open_source(data: str | Path, mapping: Mapping, backend: ibis.BaseBackend | None = None,
+                required: tuple[str, ...] | None = None) -> RawSource:
+    """Open the contract tables found at ``data`` (a folder or an Ibis connection URL).
+
+    Required tables that cannot be found raise :class:`SourceError`; optional ones that are
+    absent are simply not in the result, and validation reports them as absent.
+    """
+    required = required or tuple(name for name, t in CONTRACT.items() if not t.optional)
+    if isinstance(data, str) and is_url(data):
+        con = ibis.connect(data)
+        found = _database_tables(con, mapping)
+    else:
+        folder = Path(data)
+        if not folder.is_dir():
+            raise SourceError(f"raw history folder {folder} does not exist "
+                              "(run `churnlens synth` to generate a demo company)")
+        con = backend or duckdb_backend()
+        found = _folder_tables(con, folder, mapping)
+    missing = [name for name in required if name not in found]
+    if missing:
+        where = data if isinstance(data, str) and is_url(data) else Path(data).resolve()
+        raise SourceError(
+            f"required table(s) {', '.join(missing)} not found in {where}; expected "
+            + "; ".join(f"{m}.parquet, {m}.csv or a {m}/ folder of parts"
+                        f"{_mapped_hint(m, mapping)}" for m in missing))
+    tables = {name: apply_mapping(name, table, mapping) for name, (table, _) in found.items()}
+    return RawSource(backend=con, tables=tables,
+                     locations={name: where for name, (_, where) in found.items()})
+
+
+def _mapped_hint(table: str, mapping: Mapping) -> str:
+    source = mapping.source_name(table)
+    return f" (mapped from {source!r})" if source != table else ""
+
+
+def _folder_tables(con: ibis.BaseBackend, folder: Path, mapping: Mapping
+                   ) -> dict[str, tuple[ir.Table, str]]:
+    found = {}
+    for name in CONTRACT:
+        files, kind = _table_files(folder, mapping.source_name(name))
+        if not files:
+            continue
+        try:
+            if kind == "parquet":
+                table = con.read_parquet(files, table_name=f"raw_{name}",  # type: ignore[attr-defined]
+                                         union_by_name=True)
+            else:
+                table = con.read_csv(files, table_name=f"raw_{name}",  # type: ignore[attr-defined]
+                                     all_varchar=True, header=True)
+        except Exception as error:  # the engine's own message says what is wrong with the file
+            raise SourceError(f"{name}: cannot read {', '.join(files)}: {error}") from error
+        found[name] = (table, _describe(files, folder))
+    return found
+
+
+def _describe(files: list[str], folder: Path) -> str:
+    if len(files) == 1:
+        return os.path.relpath(files[0], folder)
+    parent = os.path.relpath(os.path.dirname(files[0]), folder)
+    return f"{parent}/ ({len(files)} parts)"
+
+
+def _table_files(folder: Path, source: str) -> tuple[list[str], str]:
+    """Files holding one table: ``name.parquet``, ``name.csv``, or a folder of either."""
+    candidates = [folder / source] if Path(source).suffix else [
+        folder / f"{source}.parquet", folder / f"{source}.csv", folder / source]
+    for path in candidates:
+        if path.is_file():
+            return [str(path)], "csv" if path.suffix.lower() == ".csv" else "parquet"
+        if path.is_dir():
+            for kind in ("parquet", "csv"):
+                parts = sorted(str(p) for p in path.glob(f"*.{kind}"))
+                if parts:
+                    return parts, kind
+    return [], ""
+
+
+def _database_tables(con: ibis.BaseBackend, mapping: Mapping) -> dict[str, tuple[ir.Table, str]]:
+    available = set(con.list_tables())
+    found = {}
+    for name in CONTRACT:
+        source = mapping.source_name(name)
+        if source in available:
+            found[name] = (con.table(source), source)
+    return found

@@ -1,0 +1,381 @@
+"""Checking raw history against the contract, in the engine, and setting bad rows aside.
+
+Every rule is derived from the contract's declarations and compiled to one Ibis expression per
+table, so the checks run where the data lives (DuckDB by default) and a hundred million events
+never pass through pandas. A row that breaks a rule is never silently dropped: strict mode
+refuses the whole load, lenient mode writes it to ``quarantine/<table>.parquet`` with the rule it
+broke, and the report counts it. The clean rows that remain are then checked once more against
+a pandera schema built from the same contract, as a guard on this module itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandera.ibis as pa
+from pandera.errors import SchemaError, SchemaErrors
+
+from churnlens.raw.contract import CONTRACT, ColumnSpec, TableContract
+from churnlens.raw.loader import RawSource
+
+RAW_PREFIX = "__raw_"
+EXAMPLES = 5
+FAR_FUTURE = date(9999, 12, 31)
+
+RULE_TEXT = {
+    "wrong_type": "value cannot be read as {dtype}",
+    "null_value": "required value is missing",
+    "out_of_range": "value outside {range}",
+    "invalid_value": "value not one of {allowed}",
+    "future_timestamp": "timestamp after {now}",
+    "end_before_start": "end_date before start_date",
+    "resolved_before_created": "resolved_at before created_at",
+    "duplicate_id": "duplicate {column} (first occurrence kept)",
+    "unknown_account": "account_id not in accounts",
+    "overlapping_subscription": "starts before the account's previous subscription ended",
+}
+"""Every rule the validator applies, with the wording its messages use."""
+
+
+class ContractError(ValueError):
+    """The input cannot be loaded at all (a table lacks a required column)."""
+
+
+class ValidationFailed(ValueError):
+    """Strict mode found bad rows and refused the load."""
+
+    def __init__(self, report: ValidationReport):
+        self.report = report
+        problems = "; ".join(f"{i.table}.{i.column}: {i.rows} row(s) {i.message}"
+                             for i in report.issues)
+        super().__init__(f"strict validation refused the load: {problems}")
+
+
+@dataclass(frozen=True)
+class Issue:
+    table: str
+    rule: str
+    column: str
+    rows: int
+    message: str
+    examples: list[dict[str, Any]]
+
+
+@dataclass
+class TableReport:
+    table: str
+    source: str | None
+    rows_in: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    absent: bool = False
+    ignored_columns: list[str] = field(default_factory=list)
+    defaulted_columns: list[str] = field(default_factory=list)
+    quarantine_file: str | None = None
+    issues: list[Issue] = field(default_factory=list)
+
+
+@dataclass
+class ValidationReport:
+    mode: str
+    now: str
+    tables: dict[str, TableReport]
+
+    @property
+    def issues(self) -> list[Issue]:
+        return [issue for report in self.tables.values() for issue in report.issues]
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    @property
+    def absent_tables(self) -> list[str]:
+        return [name for name, report in self.tables.items() if report.absent]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "now": self.now, "ok": self.ok,
+                "rows_quarantined": sum(r.rows_quarantined for r in self.tables.values()),
+                "tables": {name: asdict(report) for name, report in self.tables.items()}}
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        tmp.replace(path)
+        return path
+
+
+@dataclass(frozen=True)
+class History:
+    """The validated history: clean tables as engine expressions, and the report."""
+
+    backend: ibis.BaseBackend
+    tables: dict[str, ir.Table]
+    report: ValidationReport
+
+    def table(self, name: str) -> ir.Table | None:
+        return self.tables.get(name)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    name: str
+    column: str
+    flag: str
+    """Name of the boolean column that marks rows breaking this rule."""
+    message: str
+
+
+# --------------------------------------------------------------------------- public entry
+
+
+def validate_history(source: RawSource, *, now: datetime, strict: bool = False,
+                     quarantine_dir: Path | None = None,
+                     required: tuple[str, ...] | None = None) -> History:
+    """Validate every contract table of ``source``; quarantine or refuse bad rows.
+
+    Tables are checked in contract order, so references to accounts are resolved against the
+    accounts that passed their own checks.
+    """
+    required = required or tuple(name for name, t in CONTRACT.items() if not t.optional)
+    reports: dict[str, TableReport] = {}
+    checked: dict[str, tuple[ir.Table, list[_Rule], TableContract]] = {}
+    clean: dict[str, ir.Table] = {}
+    for name, contract in CONTRACT.items():
+        raw = source.tables.get(name)
+        if raw is None:
+            if name in required:
+                raise ContractError(f"{name}: required table is missing")
+            reports[name] = TableReport(table=name, source=None, absent=True)
+            continue
+        report = TableReport(table=name, source=source.locations.get(name))
+        flagged, rules = _flag_rows(contract, raw, now, clean.get("accounts"), report)
+        _count(flagged, rules, report, name)
+        checked[name] = (flagged, rules, contract)
+        clean[name] = _clean(flagged, contract)
+        reports[name] = report
+
+    report = ValidationReport(mode="strict" if strict else "lenient", now=now.isoformat(),
+                              tables=reports)
+    if strict and not report.ok:
+        raise ValidationFailed(report)
+    if quarantine_dir is not None:
+        for name, (flagged, _, _) in checked.items():
+            reports[name].quarantine_file = _write_quarantine(
+                flagged, name, reports[name].rows_quarantined, quarantine_dir)
+    for name, table in clean.items():
+        _assert_contract(CONTRACT[name], table)
+    return History(backend=source.backend, tables=clean, report=report)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _typed(spec: ColumnSpec, raw: ir.Column) -> ir.Value:
+    target = ibis.dtype(spec.dtype)
+    if raw.type() == target:
+        return raw
+    if spec.dtype == "date" and raw.type().is_timestamp():
+        return raw.cast("timestamp").date()  # type: ignore[attr-defined]
+    if spec.dtype == "timestamp" and raw.type().is_timestamp():
+        return raw.cast(target)
+    return raw.try_cast(target)
+
+
+def _flag_rows(contract: TableContract, raw: ir.Table, now: datetime,
+               accounts: ir.Table | None, report: TableReport) -> tuple[ir.Table, list[_Rule]]:
+    """The raw table with typed contract columns, one flag per rule and the first reason."""
+    present = set(raw.columns)
+    missing = [c.name for c in contract.columns if c.required and c.name not in present]
+    if missing:
+        raise ContractError(
+            f"{contract.name}: missing required column(s) {', '.join(missing)}; "
+            f"the table has {len(raw.columns)} column(s): {', '.join(raw.columns)}. "
+            "Rename them in the data or map them with --mapping.")
+    report.ignored_columns = [c for c in raw.columns if c not in contract.column_names]
+    report.defaulted_columns = [c.name for c in contract.columns if c.name not in present]
+
+    work = raw.rename({f"{RAW_PREFIX}{c}": c for c in raw.columns})
+    typed: dict[str, ir.Value] = {}
+    for spec in contract.columns:
+        if spec.name in present:
+            typed[spec.name] = _typed(spec, work[f"{RAW_PREFIX}{spec.name}"])
+        else:
+            typed[spec.name] = ibis.literal(spec.default, type=spec.dtype)
+    work = work.mutate(**typed)  # type: ignore[arg-type]
+
+    rules: list[_Rule] = []
+    flags: dict[str, ir.BooleanValue] = {}
+
+    def add(rule: str, column: str, condition: ir.BooleanValue, **fmt: Any) -> None:
+        flag = f"_bad_{len(rules)}"
+        flags[flag] = condition.fill_null(False)
+        rules.append(_Rule(rule, column, flag,
+                           RULE_TEXT[rule].format(column=column, **fmt)))
+
+    for spec in contract.columns:
+        value = work[spec.name]
+        if spec.name in present:
+            original = work[f"{RAW_PREFIX}{spec.name}"]
+            if original.type() != ibis.dtype(spec.dtype):
+                add("wrong_type", spec.name, original.notnull() & value.isnull(),
+                    dtype=spec.dtype)
+            if not spec.nullable:
+                add("null_value", spec.name, original.isnull())
+        if spec.dtype == "float64":
+            add("out_of_range", spec.name, value.isnan() | value.isinf(),  # type: ignore[attr-defined]
+                range="finite numbers")
+        if spec.min_value is not None or spec.max_value is not None:
+            low = -float("inf") if spec.min_value is None else spec.min_value
+            high = float("inf") if spec.max_value is None else spec.max_value
+            add("out_of_range", spec.name, (value < low) | (value > high),  # type: ignore[operator]
+                range=f"[{spec.min_value if spec.min_value is not None else '-inf'}, "
+                      f"{spec.max_value if spec.max_value is not None else 'inf'}]")
+        if spec.allowed:
+            add("invalid_value", spec.name, value.notin(spec.allowed),
+                allowed=", ".join(spec.allowed))
+        if spec.not_in_future:
+            limit = now.date() if spec.dtype == "date" else now
+            add("future_timestamp", spec.name, value > limit, now=now.isoformat())  # type: ignore[operator]
+    for earlier, later, rule in contract.ordered_pairs:
+        add(rule, later, work[later] < work[earlier])  # type: ignore[operator]
+    work = work.mutate(**flags)  # type: ignore[arg-type]
+    work = work.mutate(_ok=_none_of(work, [r.flag for r in rules]))
+
+    if contract.unique_key:
+        key = contract.unique_key
+        order = [work[c.name] for c in contract.columns if c.name != key]
+        rank = ibis.row_number().over(group_by=[work[key], work._ok], order_by=order)
+        rules.append(_Rule("duplicate_id", key, "_bad_dup",
+                           RULE_TEXT["duplicate_id"].format(column=key)))
+        work = work.mutate(_bad_dup=work._ok & (rank > 0))
+        work = work.mutate(_ok=work._ok & ~work._bad_dup)
+
+    if contract.references_accounts and accounts is not None:
+        rules.append(_Rule("unknown_account", "account_id", "_bad_account",
+                           RULE_TEXT["unknown_account"]))
+        known = work.account_id.isin(accounts.account_id)
+        work = work.mutate(_bad_account=work._ok & ~known.fill_null(False))
+        work = work.mutate(_ok=work._ok & ~work._bad_account)
+
+    if contract.no_overlap:
+        group, start, end = contract.no_overlap
+        window = ibis.window(group_by=[work[group], work._ok],
+                             order_by=[work[start], work[contract.unique_key or start]],
+                             rows=(None, -1))
+        previous_end = work[end].fill_null(FAR_FUTURE).max().over(window)
+        rules.append(_Rule("overlapping_subscription", start, "_bad_overlap",
+                           RULE_TEXT["overlapping_subscription"]))
+        work = work.mutate(_bad_overlap=work._ok & (work[start] < previous_end).fill_null(False))
+        work = work.mutate(_ok=work._ok & ~work._bad_overlap)
+
+    reason = ibis.cases(*[(work[r.flag], r.name) for r in rules], else_=ibis.null("string"))
+    column = ibis.cases(*[(work[r.flag], r.column) for r in rules], else_=ibis.null("string"))
+    return work.mutate(_reason=reason, _column=column), rules
+
+
+def _none_of(work: ir.Table, flags: list[str]) -> ir.BooleanValue:
+    ok: ir.BooleanValue = ibis.literal(True)
+    for flag in flags:
+        ok = ok & ~work[flag]
+    return ok
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _raw_columns(flagged: ir.Table) -> dict[str, ir.Column]:
+    return {c[len(RAW_PREFIX):]: flagged[c] for c in flagged.columns if c.startswith(RAW_PREFIX)}
+
+
+def _count(flagged: ir.Table, rules: list[_Rule], report: TableReport, table: str) -> None:
+    """Row counts for every rule in one pass over the table, then a few examples of each."""
+    metrics = {"rows_in": flagged.count(), "rows_bad": flagged._reason.notnull().sum()}
+    metrics.update({r.flag: flagged[r.flag].sum() for r in rules})
+    counts = flagged.aggregate(**metrics).execute().iloc[0]
+    report.rows_in = int(counts["rows_in"])
+    report.rows_quarantined = int(counts["rows_bad"] or 0)
+    report.rows_loaded = report.rows_in - report.rows_quarantined
+    raw = _raw_columns(flagged)
+    for rule in rules:
+        rows = int(counts[rule.flag] or 0)
+        if rows == 0:
+            continue
+        sample = flagged.filter(flagged[rule.flag]).select(**raw).limit(EXAMPLES).execute()
+        report.issues.append(Issue(
+            table=table, rule=rule.name, column=rule.column, rows=rows, message=rule.message,
+            examples=[{k: _jsonable(v) for k, v in row.items()}
+                      for row in sample.to_dict(orient="records")]))
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    try:
+        json.dumps(value)
+    except TypeError:
+        return str(value)
+    return value
+
+
+def _clean(flagged: ir.Table, contract: TableContract) -> ir.Table:
+    return flagged.filter(flagged._reason.isnull()).select(*contract.column_names)
+
+
+def _write_quarantine(flagged: ir.Table, table: str, bad_rows: int, folder: Path) -> str | None:
+    target = folder / f"{table}.parquet"
+    if bad_rows == 0:
+        target.unlink(missing_ok=True)
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = flagged.filter(flagged._reason.notnull()).select(
+        **_raw_columns(flagged), _reason=flagged._reason, _column=flagged._column)
+    tmp = folder / f".{table}.parquet.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    rows.to_parquet(tmp)
+    tmp.replace(target)
+    return str(target)
+
+
+# --------------------------------------------------------------------------- pandera guard
+
+_PANDERA_DTYPES = {"string": str, "int64": int, "float64": float}
+
+
+def pandera_schema(contract: TableContract) -> pa.DataFrameSchema:
+    """The contract as a pandera schema, for the clean side of the validation."""
+    columns = {}
+    for spec in contract.columns:
+        checks = []
+        if spec.min_value is not None:
+            checks.append(pa.Check.ge(spec.min_value))
+        if spec.max_value is not None:
+            checks.append(pa.Check.le(spec.max_value))
+        if spec.allowed:
+            checks.append(pa.Check.isin(list(spec.allowed)))
+        dtype = _PANDERA_DTYPES.get(spec.dtype) or ibis.dtype(spec.dtype)
+        columns[spec.name] = pa.Column(dtype, checks=checks, nullable=spec.nullable)
+    return pa.DataFrameSchema(columns, name=contract.name, strict=True)
+
+
+def _assert_contract(contract: TableContract, clean: ir.Table) -> None:
+    try:
+        pandera_schema(contract).validate(clean, lazy=True)
+    except (SchemaError, SchemaErrors) as error:  # pragma: no cover - a bug in this module
+        raise AssertionError(
+            f"{contract.name}: rows that passed validation still break the contract: {error}"
+        ) from error
