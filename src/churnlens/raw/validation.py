@@ -27,6 +27,8 @@ from churnlens.raw.loader import RawSource
 
 RAW_PREFIX = "__raw_"
 EXAMPLES = 5
+STREAMED_TABLES = frozenset({"usage_events"})
+"""Tables too large to copy; they are validated in a stream every time they are read."""
 FAR_FUTURE = date(9999, 12, 31)
 
 RULE_TEXT = {
@@ -160,7 +162,8 @@ def validate_history(source: RawSource, *, now: datetime, strict: bool = False,
         flagged, rules = _flag_rows(contract, raw, now, clean.get("accounts"), report)
         _count(flagged, rules, report, name)
         checked[name] = (flagged, rules, contract)
-        clean[name] = _clean(flagged, contract)
+        clean[name] = _clean(source.backend, flagged, contract,
+                             materialize=name not in STREAMED_TABLES)
         reports[name] = report
 
     report = ValidationReport(mode="strict" if strict else "lenient", now=now.isoformat(),
@@ -179,8 +182,16 @@ def validate_history(source: RawSource, *, now: datetime, strict: bool = False,
 # --------------------------------------------------------------------------- rules
 
 
+ENGINE_DTYPES = {"timestamp": "timestamp(6)"}
+"""Contract types as the engine stores them: timestamps at microsecond precision."""
+
+
+def engine_dtype(spec: ColumnSpec) -> ibis.expr.datatypes.DataType:
+    return ibis.dtype(ENGINE_DTYPES.get(spec.dtype, spec.dtype))
+
+
 def _typed(spec: ColumnSpec, raw: ir.Column) -> ir.Value:
-    target = ibis.dtype(spec.dtype)
+    target = engine_dtype(spec)
     if raw.type() == target:
         return raw
     if spec.dtype == "date" and raw.type().is_timestamp():
@@ -209,7 +220,7 @@ def _flag_rows(contract: TableContract, raw: ir.Table, now: datetime,
         if spec.name in present:
             typed[spec.name] = _typed(spec, work[f"{RAW_PREFIX}{spec.name}"])
         else:
-            typed[spec.name] = ibis.literal(spec.default, type=spec.dtype)
+            typed[spec.name] = ibis.literal(spec.default, type=engine_dtype(spec))
     work = work.mutate(**typed)  # type: ignore[arg-type]
 
     rules: list[_Rule] = []
@@ -225,7 +236,7 @@ def _flag_rows(contract: TableContract, raw: ir.Table, now: datetime,
         value = work[spec.name]
         if spec.name in present:
             original = work[f"{RAW_PREFIX}{spec.name}"]
-            if original.type() != ibis.dtype(spec.dtype):
+            if original.type() != engine_dtype(spec):
                 add("wrong_type", spec.name, original.notnull() & value.isnull(),
                     dtype=spec.dtype)
             if not spec.nullable:
@@ -317,9 +328,9 @@ def _count(flagged: ir.Table, rules: list[_Rule], report: TableReport, table: st
 
 
 def _jsonable(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float) and value != value:
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (list, dict, str)) and pd.isna(value)):
         return None
     if hasattr(value, "isoformat"):
         return value.isoformat()
@@ -332,8 +343,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _clean(flagged: ir.Table, contract: TableContract) -> ir.Table:
-    return flagged.filter(flagged._reason.isnull()).select(*contract.column_names)
+def _clean(backend: ibis.BaseBackend, flagged: ir.Table, contract: TableContract,
+           materialize: bool) -> ir.Table:
+    """The rows that passed, typed to the contract.
+
+    Small tables are materialized once in the engine, so every later query (and the pandera
+    guard) reads a plain table instead of re-running the checks; event-sized tables stay lazy
+    and the engine streams them.
+    """
+    clean = flagged.filter(flagged._reason.isnull()).select(*contract.column_names)
+    if not materialize:
+        return clean
+    return backend.create_table(f"clean_{contract.name}", clean, temp=True,  # type: ignore[attr-defined]
+                                overwrite=True)
 
 
 def _write_quarantine(flagged: ir.Table, table: str, bad_rows: int, folder: Path) -> str | None:
@@ -367,7 +389,7 @@ def pandera_schema(contract: TableContract) -> pa.DataFrameSchema:
             checks.append(pa.Check.le(spec.max_value))
         if spec.allowed:
             checks.append(pa.Check.isin(list(spec.allowed)))
-        dtype = _PANDERA_DTYPES.get(spec.dtype) or ibis.dtype(spec.dtype)
+        dtype = _PANDERA_DTYPES.get(spec.dtype) or engine_dtype(spec)
         columns[spec.name] = pa.Column(dtype, checks=checks, nullable=spec.nullable)
     return pa.DataFrameSchema(columns, name=contract.name, strict=True)
 

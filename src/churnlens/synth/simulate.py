@@ -130,7 +130,9 @@ def create_accounts(config: CompanyConfig, rng: np.random.Generator
     initial = rng.random(n) < INITIAL_SHARE
     created_month = np.where(initial, -rng.integers(1, 37, size=n),
                              rng.integers(0, max(config.months, 1), size=n))
-    created_day = rng.integers(1, 29, size=n)
+    # Billing days 2-28: every renewal falls strictly after a month start, so an account is
+    # either a customer at the start of a month (and in that month's truth) or it is not.
+    created_day = rng.integers(2, 29, size=n)
     created_second = rng.integers(8 * 3600, 19 * 3600, size=n)
 
     industry = rng.integers(len(cat.INDUSTRIES), size=n)
@@ -515,10 +517,11 @@ def generate_company(config: CompanyConfig, out: Path,
         event_rows += table.num_rows
 
         start_day = np.maximum(arrival_day, 0)
+        not_before = signup_epoch[present]
         tickets.append(_tickets(rng_support, present, sub, observed, contexts[m], start_day,
-                                end_day, month_epoch, weights))
+                                end_day, month_epoch, weights, not_before))
         answers.append(_answers(rng_support, present, sub, observed, start_day, end_day,
-                                month_epoch, weights))
+                                month_epoch, weights, not_before))
         if progress:
             progress(m + 1, config.months)
 
@@ -581,7 +584,8 @@ def truth_drivers() -> dict[str, object]:
 
 def _tickets(rng: np.random.Generator, present: np.ndarray, state: AccountState,
              observed: Observed, ctx: MonthContext, first_day: np.ndarray, end_day: np.ndarray,
-             month_epoch: int, weights: np.ndarray) -> dict[str, np.ndarray]:
+             month_epoch: int, weights: np.ndarray, not_before: np.ndarray
+             ) -> dict[str, np.ndarray]:
     owner = np.repeat(np.arange(len(present)), observed.tickets)
     severe_owner_rank = _group_positions(observed.tickets)
     severe = severe_owner_rank < observed.severe[owner]
@@ -595,6 +599,7 @@ def _tickets(rng: np.random.Generator, present: np.ndarray, state: AccountState,
                             category)
     created = month_epoch + _draw_times(rng, first_day[owner], np.maximum(end_day[owner],
                                         first_day[owner] + 1), weights)
+    created = np.maximum(created, not_before[owner] + 60)  # never before the signup itself
     health = state.health[owner]
     median_hours = np.array([70.0, 40.0, 20.0, 6.0])[priority] * np.exp(-0.3 * health)
     hours = median_hours * rng.lognormal(0.0, 0.8, len(owner))
@@ -609,10 +614,11 @@ def _tickets(rng: np.random.Generator, present: np.ndarray, state: AccountState,
 
 def _answers(rng: np.random.Generator, present: np.ndarray, state: AccountState,
              observed: Observed, first_day: np.ndarray, end_day: np.ndarray, month_epoch: int,
-             weights: np.ndarray) -> dict[str, np.ndarray]:
+             weights: np.ndarray, not_before: np.ndarray) -> dict[str, np.ndarray]:
     owner = np.repeat(np.arange(len(present)), observed.nps_answers)
     when = month_epoch + _draw_times(rng, first_day[owner], np.maximum(end_day[owner],
                                      first_day[owner] + 1), weights)
+    when = np.maximum(when, not_before[owner] + 60)
     user = (rng.random(len(owner)) * np.maximum(state.seats[owner], 1)).astype(np.int64)
     with_comment = rng.random(len(owner)) < 0.2
     pick = rng.random(len(owner))

@@ -1,0 +1,30 @@
+# churnlens: `make demo` runs the main job, `make test` runs the whole test suite.
+# Both install everything first (uv from PyPI, then the locked dependencies into .venv).
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+HOME_DIR ?= churnlens-data
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench clean
+
+install:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
+		|| $(PYTHON) -m pip install --quiet --break-system-packages uv
+	$(UV) sync --frozen
+
+demo: install
+	$(UV) run churnlens --home $(HOME_DIR) demo
+
+test: install
+	$(UV) run pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+lint: install
+	$(UV) run ruff check src tests bench
+	$(UV) run mypy
+
+bench: install
+	$(UV) run python bench/synth_validate.py
+
+clean:
+	rm -rf $(HOME_DIR) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,218 @@
+"""The ``churnlens`` command line: one sub-command per step, all reading and writing HOME."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from churnlens.raw.loader import SourceError
+from churnlens.raw.mapping import MappingError
+from churnlens.raw.validation import ContractError, ValidationFailed, ValidationReport
+from churnlens.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="churnlens",
+    help="Churn and expansion prediction for SaaS Customer Success teams.\n\n"
+         "Every step reads and writes under one project folder (--home, default "
+         "./churnlens-data): raw/, features/, the MLflow store, models/, scores/, quarantine/ "
+         "and reports/.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+errors = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="CHURNLENS_HOME", show_envvar=True,
+                 help="Project folder every step reads and writes \\[default: ./churnlens-data]."),
+]
+
+
+class _State:
+    home: Path | None = None
+
+
+_state = _State()
+
+
+@app.callback()
+def main(home: HomeOption = None) -> None:
+    _state.home = home
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        settings = load_settings(home=_state.home, **overrides)
+    except Exception as error:  # pydantic's message names the setting and the problem
+        errors.print(f"[red]Invalid settings:[/] {error}")
+        raise typer.Exit(2) from error
+    settings.layout.ensure()
+    return settings
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+# --------------------------------------------------------------------------- synth
+
+
+@app.command()
+def synth(
+    accounts: Annotated[int, typer.Option(min=1, help="Accounts over the whole history.")] = 2000,
+    months: Annotated[int, typer.Option(min=1, max=240, help="Months of history.")] = 24,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 7,
+    start: Annotated[str, typer.Option(help="First day of the history (YYYY-MM-DD).")] =
+        "2023-01-01",
+    dirty: Annotated[bool, typer.Option("--dirty", help="Plant every kind of bad row the "
+                                        "validator must catch.")] = False,
+    rollouts: Annotated[int, typer.Option(min=1, help="Simulated futures per account-month "
+                                          "behind the true probabilities.")] = 32,
+    out: Annotated[Path | None, typer.Option(help="Output folder \\[default: HOME/raw].")] = None,
+) -> None:
+    """Generate a simulated SaaS company: the five contract tables plus the oracle's truth.
+
+    Hidden account health drifts month to month and drives active users, feature breadth,
+    tickets, NPS and, at renewals, churn, expansion and downgrades. truth.parquet holds each
+    active account-month's true 90-day churn and expansion probability.
+    """
+    from churnlens.synth import CompanyConfig, generate_company
+
+    settings = _settings()
+    target = out or settings.layout.raw
+    config = CompanyConfig(accounts=accounts, months=months, seed=seed,
+                           start=date.fromisoformat(start), dirty=dirty, rollouts=rollouts)
+    with _progress() as progress:
+        task = progress.add_task("Simulating months", total=months)
+        result = generate_company(config, target,
+                                  progress=lambda done, _: progress.update(task, completed=done))
+    table = Table(title=f"Generated company (seed {seed})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in result.rows.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    if result.bad_rows:
+        planted = sum(sum(c.values()) for c in result.bad_rows.values())
+        console.print(f"Planted {planted} bad rows (see company.json).")
+    console.print(f"Wrote the company to [bold]{result.out}[/]")
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def print_report(report: ValidationReport) -> None:
+    summary = Table(title=f"Validation ({report.mode})")
+    for column in ("table", "rows in", "loaded", "quarantined", "note"):
+        summary.add_column(column, justify="right" if column != "table" and column != "note"
+                           else "left")
+    for name, t in report.tables.items():
+        note = "absent (optional)" if t.absent else (
+            f"ignored columns: {', '.join(t.ignored_columns)}" if t.ignored_columns else "")
+        summary.add_row(name, f"{t.rows_in:,}", f"{t.rows_loaded:,}", f"{t.rows_quarantined:,}",
+                        note)
+    console.print(summary)
+    if report.issues:
+        issues = Table(title="Problems found")
+        for column in ("table", "column", "rule", "rows", "what", "examples"):
+            issues.add_column(column)
+        for issue in report.issues:
+            examples = "; ".join(json.dumps(e, default=str)[:120] for e in issue.examples[:2])
+            issues.add_row(issue.table, issue.column, issue.rule, f"{issue.rows:,}",
+                           issue.message, examples)
+        console.print(issues)
+
+
+def load_or_exit(settings: Settings):  # type: ignore[no-untyped-def]
+    """Load and validate history, turning every input problem into a clear message and exit."""
+    from churnlens.raw.history import load_history, report_path
+
+    try:
+        history = load_history(settings)
+    except ValidationFailed as refused:
+        print_report(refused.report)
+        errors.print(f"[red]Strict mode refused the load:[/] {len(refused.report.issues)} "
+                     f"problem(s). Report: {report_path(settings)}")
+        raise typer.Exit(1) from None
+    except (ContractError, SourceError, MappingError) as error:
+        errors.print(f"[red]Cannot load the history:[/] {error}")
+        raise typer.Exit(2) from None
+    return history
+
+
+@app.command()
+def validate(
+    data: Annotated[str | None, typer.Option(help="Folder of Parquet/CSV files or a database "
+                                             "URL Ibis can open \\[default: HOME/raw].")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="YAML mapping of foreign table and column "
+                                                 "names (and units) onto the contract.")] = None,
+    strict: Annotated[bool, typer.Option("--strict/--lenient", help="Strict refuses the load on "
+                                         "any bad row; lenient quarantines them.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check the five tables against the input contract.
+
+    Missing columns, wrong types, out-of-range values, resolved before created, end before
+    start, overlapping subscriptions, unknown accounts, duplicate ids and future timestamps are
+    each reported with the table, column, row count and examples. Lenient mode writes bad rows
+    to HOME/quarantine/<table>.parquet and loads the rest.
+    """
+    from churnlens.raw.history import report_path
+
+    settings = _settings(data=data, mapping=mapping, strict=strict)
+    with console.status("Validating the history in DuckDB..."):
+        history = load_or_exit(settings)
+    if as_json:
+        sys.stdout.write(json.dumps(history.report.to_dict(), indent=2, default=str) + "\n")
+        return
+    print_report(history.report)
+    quarantined = [t.quarantine_file for t in history.report.tables.values() if t.quarantine_file]
+    if quarantined:
+        console.print(f"Quarantined rows written to [bold]{settings.layout.quarantine}[/]")
+    console.print(f"Report written to [bold]{report_path(settings)}[/]")
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    accounts: Annotated[int, typer.Option(min=50, help="Accounts in the demo company.")] = 2000,
+    months: Annotated[int, typer.Option(min=6, help="Months of history.")] = 24,
+    seed: Annotated[int, typer.Option()] = 7,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the API at the end "
+                                        "(once serving exists).")] = True,
+) -> None:
+    """The main job on embedded defaults: generate, validate, and go as far as the pipeline goes.
+
+    Generates a demo company into HOME/raw, validates it, then runs each later step that
+    exists (features, training, scoring, serving) and says what comes next.
+    """
+    settings = _settings()
+    console.rule("[bold]1. Generate a demo company")
+    synth(accounts=accounts, months=months, seed=seed, start="2023-01-01", dirty=False,
+          rollouts=32, out=None)
+    console.rule("[bold]2. Validate the history")
+    validate(data=None, mapping=None, strict=False, as_json=False)
+    console.rule("[bold]Next")
+    console.print(
+        "Done so far: a generated company in "
+        f"[bold]{settings.layout.raw}[/], validated.\n"
+        "Coming next in this pipeline: [bold]churnlens features[/] (point-in-time snapshots), "
+        "[bold]train[/] (calibrated LightGBM in MLflow), [bold]score[/] and [bold]serve[/]."
+        + ("" if serve else ""))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,190 @@
+"""Every validation rule, each alone on the tiny company, plus strict versus lenient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from churnlens.raw.loader import open_source
+from churnlens.raw.mapping import Mapping
+from churnlens.raw.validation import ContractError, ValidationFailed, validate_history
+from conftest import NOW, tiny_tables, write_tables
+
+Tables = dict[str, list[dict[str, object]]]
+
+
+def _validate(folder: Path, strict: bool = False, quarantine: Path | None = None):  # type: ignore[no-untyped-def]
+    source = open_source(folder, Mapping())
+    return validate_history(source, now=NOW, strict=strict, quarantine_dir=quarantine)
+
+
+def _set(table: str, index: int, **values: object) -> Callable[[Tables], None]:
+    def mutate(tables: Tables) -> None:
+        tables[table][index].update(values)
+    return mutate
+
+
+def _append(table: str, source_index: int, **values: object) -> Callable[[Tables], None]:
+    def mutate(tables: Tables) -> None:
+        tables[table].append({**tables[table][source_index], **values})
+    return mutate
+
+
+PROBLEMS = [
+    # (id, mutation, table, rule, column)
+    ("nps_above_10", _set("surveys", 0, score=11), "surveys", "out_of_range", "score"),
+    ("nps_negative", _set("surveys", 1, score=-1), "surveys", "out_of_range", "score"),
+    ("csat_zero", _set("tickets", 0, csat=0.0), "tickets", "out_of_range", "csat"),
+    ("csat_six", _set("tickets", 0, csat=6.0), "tickets", "out_of_range", "csat"),
+    ("negative_mrr", _set("subscriptions", 0, mrr=-5.0), "subscriptions", "out_of_range", "mrr"),
+    ("negative_seats", _set("subscriptions", 3, seats=-1), "subscriptions", "out_of_range",
+     "seats"),
+    ("nan_mrr", _set("subscriptions", 3, mrr=float("nan")), "subscriptions", "out_of_range",
+     "mrr"),
+    ("resolved_before_created",
+     _set("tickets", 0, resolved_at=datetime(2023, 1, 1)), "tickets",
+     "resolved_before_created", "resolved_at"),
+    ("end_before_start", _set("subscriptions", 2, end_date=date(2023, 1, 1)), "subscriptions",
+     "end_before_start", "end_date"),
+    ("overlapping_subscription",
+     _append("subscriptions", 0, subscription_id="s9", start_date=date(2023, 3, 1),
+             end_date=date(2023, 4, 1)),
+     "subscriptions", "overlapping_subscription", "start_date"),
+    ("overlap_with_open_subscription",
+     _append("subscriptions", 1, subscription_id="s9", start_date=date(2023, 9, 1)),
+     "subscriptions", "overlapping_subscription", "start_date"),
+    ("event_of_unknown_account", _append("usage_events", 0, account_id="ghost"),
+     "usage_events", "unknown_account", "account_id"),
+    ("ticket_of_unknown_account", _append("tickets", 0, ticket_id="t9", account_id="ghost"),
+     "tickets", "unknown_account", "account_id"),
+    ("duplicate_account_id", _append("accounts", 0, name="Acme again"), "accounts",
+     "duplicate_id", "account_id"),
+    ("duplicate_ticket_id", _append("tickets", 1), "tickets", "duplicate_id", "ticket_id"),
+    ("duplicate_response_id", _append("surveys", 0), "surveys", "duplicate_id", "response_id"),
+    ("future_event", _set("usage_events", 2, event_ts=datetime(2031, 1, 1)), "usage_events",
+     "future_timestamp", "event_ts"),
+    ("future_signup", _append("accounts", 2, account_id="a9", created_at=datetime(2030, 1, 1)),
+     "accounts", "future_timestamp", "created_at"),
+    ("null_account_of_event", _set("usage_events", 1, account_id=None), "usage_events",
+     "null_value", "account_id"),
+    ("unknown_priority", _set("tickets", 1, priority="critical"), "tickets", "invalid_value",
+     "priority"),
+    ("unknown_billing_period", _set("subscriptions", 0, billing_period="weekly"),
+     "subscriptions", "invalid_value", "billing_period"),
+    ("seats_not_a_number", _set("subscriptions", 1, seats="twelve"), "subscriptions",
+     "wrong_type", "seats"),
+]
+
+
+@pytest.mark.parametrize(("mutation", "table", "rule", "column"),
+                         [p[1:] for p in PROBLEMS], ids=[p[0] for p in PROBLEMS])
+def test_each_problem_alone_is_found_and_quarantined(
+        tmp_path: Path, mutation: Callable[[Tables], None], table: str, rule: str,
+        column: str) -> None:
+    tables = tiny_tables()
+    rows_before = {name: len(rows) for name, rows in tables.items()}
+    mutation(tables)
+    rows_in = {name: len(rows) for name, rows in tables.items()}
+    folder = write_tables(tmp_path / "raw", tables)
+
+    history = _validate(folder, quarantine=tmp_path / "quarantine")
+
+    issues = history.report.issues
+    assert [(i.table, i.rule, i.column, i.rows) for i in issues] == [(table, rule, column, 1)]
+    assert issues[0].examples and len(issues[0].examples) == 1
+    report = history.report.tables[table]
+    assert report.rows_in == rows_in[table]
+    assert report.rows_quarantined == 1
+    assert report.rows_loaded == rows_in[table] - 1
+    quarantined = pq.read_table(tmp_path / "quarantine" / f"{table}.parquet").to_pylist()
+    assert [row["_reason"] for row in quarantined] == [rule]
+    # nothing else moved: the other tables load whole
+    for name, n in rows_before.items():
+        if name != table:
+            assert history.report.tables[name].rows_loaded == n
+
+
+def test_clean_company_passes_and_loads_every_row(tmp_path: Path) -> None:
+    folder = write_tables(tmp_path / "raw", tiny_tables())
+    history = _validate(folder, strict=True, quarantine=tmp_path / "q")
+    assert history.report.ok
+    assert history.tables["subscriptions"].count().execute() == 4
+    assert not (tmp_path / "q").exists() or not any((tmp_path / "q").iterdir())
+
+
+def test_strict_mode_refuses_and_writes_no_quarantine(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["surveys"][0]["score"] = 11
+    folder = write_tables(tmp_path / "raw", tables)
+    with pytest.raises(ValidationFailed) as refused:
+        _validate(folder, strict=True, quarantine=tmp_path / "q")
+    assert "surveys.score: 1 row(s)" in str(refused.value)
+    assert refused.value.report.tables["surveys"].rows_quarantined == 1
+    assert not (tmp_path / "q" / "surveys.parquet").exists()
+
+
+def test_quarantine_keeps_the_original_bad_value(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["subscriptions"][1]["seats"] = "twelve"
+    folder = write_tables(tmp_path / "raw", tables)
+    _validate(folder, quarantine=tmp_path / "q")
+    row = pq.read_table(tmp_path / "q" / "subscriptions.parquet").to_pylist()[0]
+    assert row["seats"] == "twelve"
+    assert row["_column"] == "seats"
+
+
+def test_clean_rows_are_typed_to_the_contract(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["subscriptions"][1]["seats"] = "twelve"  # forces the column to text
+    folder = write_tables(tmp_path / "raw", tables)
+    history = _validate(folder)
+    schema = history.tables["subscriptions"].schema()
+    assert str(schema["seats"]) == "int64"
+    assert sorted(history.tables["subscriptions"].seats.execute().tolist()) == [3, 10, 50]
+
+
+def test_missing_column_is_refused_with_table_and_column_named(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    for row in tables["usage_events"]:
+        del row["event_ts"]
+    folder = write_tables(tmp_path / "raw", tables)
+    with pytest.raises(ContractError, match=r"usage_events: missing required column\(s\) "
+                                            r"event_ts"):
+        _validate(folder)
+
+
+def test_optional_column_gets_its_default(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    for row in tables["usage_events"]:
+        del row["quantity"]
+    folder = write_tables(tmp_path / "raw", tables)
+    history = _validate(folder, strict=True)
+    assert history.tables["usage_events"].quantity.execute().tolist() == [1.0] * 4
+    assert history.report.tables["usage_events"].defaulted_columns == ["quantity"]
+
+
+def test_optional_tables_may_be_absent(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    del tables["tickets"], tables["surveys"]
+    folder = write_tables(tmp_path / "raw", tables)
+    history = _validate(folder, strict=True)
+    assert history.report.absent_tables == ["tickets", "surveys"]
+    assert history.table("tickets") is None
+
+
+def test_row_counts_always_add_up(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["surveys"][0]["score"] = 11
+    tables["surveys"][0]["responded_at"] = datetime(2031, 1, 1)  # two problems, one row
+    tables["usage_events"].append({**tables["usage_events"][0], "account_id": "ghost"})
+    folder = write_tables(tmp_path / "raw", tables)
+    report = _validate(folder, quarantine=tmp_path / "q").report
+    for table in report.tables.values():
+        assert table.rows_in == table.rows_loaded + table.rows_quarantined
+    surveys = report.tables["surveys"]
+    assert surveys.rows_quarantined == 1
+    assert {i.rule for i in surveys.issues} == {"out_of_range", "future_timestamp"}
