@@ -208,7 +208,8 @@ def environment() -> dict[str, Any]:
 
 
 def gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
+    """A byte count for people: MiB below one GiB, GiB above."""
+    return f"{n / 2**20:.0f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
 
 
 def print_report(config: dict[str, Any], phases: list[Phase],
@@ -217,7 +218,7 @@ def print_report(config: dict[str, Any], phases: list[Phase],
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=140)  # wide even when piped to a file
     table = Table(title=(f"churnlens synth + validate: {config['accounts']:,} accounts x "
                          f"{config['months']} months, rollouts={config['rollouts']}"))
     for column in ("phase", "time (s)", "rows", "rows/s", "events/s", "peak RSS", "RSS at start"):
@@ -290,31 +291,31 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     config = {"accounts": args.accounts, "months": args.months, "seed": args.seed,
               "rollouts": args.rollouts, "synth_only": args.synth_only, "now": NOW.isoformat()}
     print(f"generating into {raw}", file=sys.stderr)
-    phases = [make_phase("synth", "synth: generate_company", run_isolated(
+    phases = [make_phase("synth", "synth (generate_company)", run_isolated(
         synth_phase, str(raw), args.accounts, args.months, args.seed, args.rollouts))]
     comparisons: dict[str, float] = {}
     if not args.synth_only:
         print("validating all tables", file=sys.stderr)
-        full = make_phase("validate_all", "validate: load_history, all 5 tables (DuckDB)",
+        full = make_phase("validate_all", "validate all 5 tables (DuckDB)",
                           run_isolated(validate_phase, str(raw), str(out / "home-all"), None))
         print("validating usage_events (+accounts)", file=sys.stderr)
         restricted_data = events_only_folder(raw, out / "events-only")
         restricted = make_phase(
-            "validate_events", "validate: load_history, usage_events + accounts (DuckDB)",
+            "validate_events", "validate usage_events+accounts (DuckDB)",
             run_isolated(validate_phase, str(restricted_data), str(out / "home-events"),
                          EVENTS_ONLY))
         print("pandas baseline on usage_events", file=sys.stderr)
-        baseline = make_phase("pandas_events", "baseline: pandas, usage_events only",
+        baseline = make_phase("pandas_events", "pandas baseline, usage_events only",
                               run_isolated(pandas_phase, str(raw)))
         phases += [full, restricted, baseline]
         comparisons = {
-            "time, DuckDB validation of usage_events (+accounts) / pandas on usage_events":
-                restricted.seconds / baseline.seconds,
-            "time, DuckDB validation of ALL 5 tables / pandas on usage_events ONLY":
-                full.seconds / baseline.seconds,
-            "peak RSS, DuckDB usage_events (+accounts) / pandas usage_events":
+            "time: DuckDB load_history on usage_events+accounts / pandas on usage_events "
+            "(>1: DuckDB slower)": restricted.seconds / baseline.seconds,
+            "time: DuckDB load_history on ALL 5 tables / pandas on usage_events ONLY "
+            "(>1: DuckDB slower)": full.seconds / baseline.seconds,
+            "peak RSS: DuckDB usage_events+accounts / pandas usage_events":
                 restricted.peak_rss_bytes / baseline.peak_rss_bytes,
-            "peak RSS, DuckDB all 5 tables / pandas usage_events only":
+            "peak RSS: DuckDB all 5 tables / pandas usage_events only":
                 full.peak_rss_bytes / baseline.peak_rss_bytes,
         }
     print_report(config, phases, comparisons)

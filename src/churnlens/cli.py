@@ -211,7 +211,7 @@ def demo(
         f"[bold]{settings.layout.raw}[/], validated.\n"
         "Coming next in this pipeline: [bold]churnlens features[/] (point-in-time snapshots), "
         "[bold]train[/] (calibrated LightGBM in MLflow), [bold]score[/] and [bold]serve[/]."
-        + ("" if serve else ""))
+        + ("" if serve else " (--no-serve: the server would not be started.)"))
 
 
 if __name__ == "__main__":  # pragma: no cover

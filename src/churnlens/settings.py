@@ -30,15 +30,18 @@ class Settings(BaseSettings):
     data: str | None = Field(
         None, description="Raw history: a folder of Parquet/CSV files or an Ibis URL. "
         "Default HOME/raw.")
-    mapping: Path | None = Field(None, description="YAML file mapping foreign names onto the contract.")
-    strict: bool = Field(False, description="Refuse the load on any bad row instead of quarantining.")
+    mapping: Path | None = Field(
+        None, description="YAML file mapping foreign names onto the contract.")
+    strict: bool = Field(
+        False, description="Refuse the load on any bad row instead of quarantining.")
     now: datetime | None = Field(
         None, description="Reference time for 'timestamp in the future' checks (UTC). "
         "Default: the wall clock.")
 
     # execution
     backend: Literal["duckdb"] = "duckdb"
-    duckdb_memory_limit: str | None = Field(None, description="e.g. '4GB'; DuckDB spills beyond it.")
+    duckdb_memory_limit: str | None = Field(
+        None, description="e.g. '4GB'; DuckDB spills beyond it.")
     threads: int | None = Field(None, description="Engine threads; default all cores.")
 
     @property

@@ -158,13 +158,13 @@ def validate_history(source: RawSource, *, now: datetime, strict: bool = False,
                 raise ContractError(f"{name}: required table is missing")
             reports[name] = TableReport(table=name, source=None, absent=True)
             continue
-        report = TableReport(table=name, source=source.locations.get(name))
-        flagged, rules = _flag_rows(contract, raw, now, clean.get("accounts"), report)
-        _count(flagged, rules, report, name)
+        table_report = TableReport(table=name, source=source.locations.get(name))
+        flagged, rules = _flag_rows(contract, raw, now, clean.get("accounts"), table_report)
+        _count(flagged, rules, table_report, name)
         checked[name] = (flagged, rules, contract)
         clean[name] = _clean(source.backend, flagged, contract,
                              materialize=name not in STREAMED_TABLES)
-        reports[name] = report
+        reports[name] = table_report
 
     report = ValidationReport(mode="strict" if strict else "lenient", now=now.isoformat(),
                               tables=reports)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +32,7 @@ def make_dirty(folder: Path, rng: np.random.Generator) -> dict[str, dict[str, in
     return {table: dict(sorted(counts.items())) for table, counts in planted.items()}
 
 
-def _rows(table: pa.Table) -> list[dict[str, object]]:
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
     return table.to_pylist()
 
 
@@ -39,7 +40,7 @@ def _pick(rng: np.random.Generator, n: int, k: int) -> list[int]:
     return sorted(rng.choice(n, size=k, replace=False).tolist())
 
 
-def _write(table: pa.Table, rows: list[dict[str, object]], path: Path,
+def _write(table: pa.Table, rows: list[dict[str, Any]], path: Path,
            schema: pa.Schema | None = None) -> None:
     pq.write_table(pa.Table.from_pylist(rows, schema=schema or table.schema), path)
 
@@ -74,15 +75,15 @@ def _subscriptions(path: Path, rng: np.random.Generator) -> Counter[str]:
         row["billing_period"] = "weekly"
         counts["invalid_value"] += 1
     row = rows[next(chosen)]
-    row["end_date"] = row["start_date"].replace(year=row["start_date"].year - 1)  # type: ignore[union-attr]
+    row["end_date"] = row["start_date"].replace(year=row["start_date"].year - 1)
     counts["end_before_start"] += 1
     row = rows[next(chosen)]
     row["plan"] = None
     counts["null_value"] += 1
     base = rows[next(chosen)]
     rows.append({**base, "subscription_id": "sub_overlap_1",
-                 "start_date": base["start_date"] + _days(3),  # type: ignore[operator]
-                 "end_date": base["start_date"] + _days(10)})  # type: ignore[operator]
+                 "start_date": base["start_date"] + _days(3),
+                 "end_date": base["start_date"] + _days(10)})
     counts["overlapping_subscription"] += 1
     rows.append({**rows[0], "account_id": GHOST.format("subscriber"),
                  "subscription_id": "sub_ghost_1"})
@@ -130,7 +131,7 @@ def _tickets(path: Path, rng: np.random.Generator) -> Counter[str]:
     counts: Counter[str] = Counter()
     for _ in range(3):
         row = rows[next(chosen)]
-        row["resolved_at"] = row["created_at"] - _days(2)  # type: ignore[operator]
+        row["resolved_at"] = row["created_at"] - _days(2)
         counts["resolved_before_created"] += 1
     for value in (0.0, 7.0):
         rows[next(chosen)]["csat"] = value

@@ -61,7 +61,7 @@ class CompanyConfig:
 class GenerationResult:
     out: Path
     rows: dict[str, int] = field(default_factory=dict)
-    bad_rows: dict[str, int] = field(default_factory=dict)
+    bad_rows: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- calendar
@@ -539,7 +539,7 @@ def generate_company(config: CompanyConfig, out: Path,
     rows["truth"] = truth.num_rows
     (staging / "truth_drivers.json").write_text(json.dumps(truth_drivers(), indent=2) + "\n")
 
-    bad_rows: dict[str, int] = {}
+    bad_rows: dict[str, dict[str, int]] = {}
     if config.dirty:
         from churnlens.synth.dirty import make_dirty
 

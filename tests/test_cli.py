@@ -1,0 +1,112 @@
+"""The real ``churnlens`` command line, end to end, on small generated companies."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def churnlens(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "CHURNLENS_HOME": str(home)}
+    result = subprocess.run([sys.executable, "-m", "churnlens.cli", *args], env=env,
+                            capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"churnlens {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def dirty_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("dirty")
+    churnlens(home, "synth", "--accounts", "150", "--months", "6", "--seed", "11", "--dirty",
+              "--rollouts", "4")
+    return home
+
+
+def test_synth_then_validate_on_a_clean_company(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    out = churnlens(home, "synth", "--accounts", "120", "--months", "6", "--rollouts", "4")
+    assert f"Wrote the company to {home / 'raw'}" in out.stdout.replace("\n", "")
+    for name in ("accounts.parquet", "subscriptions.parquet", "tickets.parquet",
+                 "surveys.parquet", "truth.parquet", "truth_drivers.json", "company.json"):
+        assert (home / "raw" / name).is_file(), name
+    assert list((home / "raw" / "usage_events").glob("part-*.parquet"))
+
+    checked = churnlens(home, "validate", "--strict")
+    assert "Report written to" in checked.stdout
+    report = json.loads((home / "reports" / "validation.json").read_text())
+    assert report["ok"] and report["mode"] == "strict"
+    assert not list((home / "quarantine").glob("*.parquet"))
+
+
+def test_lenient_validation_of_a_dirty_company_finds_every_planted_row(dirty_home: Path) -> None:
+    planted = json.loads((dirty_home / "raw" / "company.json").read_text())["injected_bad_rows"]
+    result = churnlens(dirty_home, "validate", "--lenient", "--json")
+    report = json.loads(result.stdout)
+    assert not report["ok"]
+    for table, rules in planted.items():
+        found: dict[str, int] = {}
+        for issue in report["tables"][table]["issues"]:
+            found[issue["rule"]] = found.get(issue["rule"], 0) + issue["rows"]
+            assert issue["examples"], issue
+        assert found == rules, table
+        t = report["tables"][table]
+        assert t["rows_quarantined"] == sum(rules.values())
+        assert t["rows_in"] == t["rows_loaded"] + t["rows_quarantined"]
+        quarantine = pq.read_table(dirty_home / "quarantine" / f"{table}.parquet")
+        assert quarantine.num_rows == sum(rules.values())
+        assert set(quarantine.column("_reason").to_pylist()) == set(rules)
+    every_rule = {rule for rules in planted.values() for rule in rules}
+    assert every_rule == {"wrong_type", "null_value", "out_of_range", "invalid_value",
+                          "future_timestamp", "end_before_start", "resolved_before_created",
+                          "duplicate_id", "unknown_account", "overlapping_subscription"}
+
+
+def test_strict_validation_of_a_dirty_company_refuses(dirty_home: Path, tmp_path: Path) -> None:
+    home = tmp_path / "strict"
+    result = churnlens(home, "validate", "--strict", "--data", str(dirty_home / "raw"),
+                       check=False)
+    assert result.returncode == 1
+    assert "Strict mode refused the load" in result.stderr
+    assert "overlapping_subscription" in result.stdout
+    assert not list((home / "quarantine").glob("*.parquet"))
+    assert json.loads((home / "reports" / "validation.json").read_text())["ok"] is False
+
+
+def test_a_missing_column_is_a_clear_error(tmp_path: Path, dirty_home: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("subscriptions", "tickets", "surveys"):
+        (raw / f"{name}.parquet").write_bytes(
+            (dirty_home / "raw" / f"{name}.parquet").read_bytes())
+    accounts = pq.read_table(dirty_home / "raw" / "accounts.parquet").drop(["created_at"])
+    pq.write_table(accounts, raw / "accounts.parquet")
+    (raw / "usage_events").mkdir()
+    part = sorted((dirty_home / "raw" / "usage_events").glob("*.parquet"))[0]
+    (raw / "usage_events" / part.name).write_bytes(part.read_bytes())
+    result = churnlens(tmp_path / "home", "validate", "--data", str(raw), check=False)
+    assert result.returncode == 2
+    assert "accounts: missing required column(s) created_at" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_runs_as_far_as_the_pipeline_goes(tmp_path: Path) -> None:
+    result = churnlens(tmp_path / "home", "demo", "--accounts", "80", "--months", "6",
+                       "--no-serve")
+    assert "Validation (lenient)" in result.stdout
+    assert "Coming next" in result.stdout
+
+
+def test_every_command_has_useful_help(tmp_path: Path) -> None:
+    for command in ("synth", "validate", "demo"):
+        result = churnlens(tmp_path, command, "--help")
+        assert "Usage" in result.stdout and len(result.stdout) > 400, command
