@@ -134,12 +134,12 @@ def print_report(report: ValidationReport) -> None:
         console.print(issues)
 
 
-def load_or_exit(settings: Settings):  # type: ignore[no-untyped-def]
+def load_or_exit(settings: Settings, required: tuple[str, ...] | None = None):  # type: ignore[no-untyped-def]
     """Load and validate history, turning every input problem into a clear message and exit."""
     from churnlens.raw.history import load_history, report_path
 
     try:
-        history = load_history(settings)
+        history = load_history(settings, required=required)
     except ValidationFailed as refused:
         print_report(refused.report)
         errors.print(f"[red]Strict mode refused the load:[/] {len(refused.report.issues)} "
@@ -183,6 +183,97 @@ def validate(
     console.print(f"Report written to [bold]{report_path(settings)}[/]")
 
 
+# --------------------------------------------------------------------------- features
+
+
+def snapshot_spec(settings: Settings):  # type: ignore[no-untyped-def]
+    from churnlens.features.snapshots import SnapshotSpec
+
+    return SnapshotSpec(
+        grid=settings.grid, horizon_days=settings.horizon_days,
+        churn_definition=settings.churn_definition, inactivity_days=settings.inactivity_days,
+        grace_days=settings.grace_days, expansion_min_share=settings.expansion_min_share,
+        key_events=tuple(settings.key_events), feature_set=settings.feature_set)
+
+
+def print_feature_report(report: dict) -> None:  # type: ignore[type-arg]
+    table = Table(title="Snapshots")
+    for column in ("as_of", "accounts", "churned", "expanded", "labels", "built"):
+        table.add_column(column, justify="right")
+    for entry in report["dates"]:
+        def rate(key: str, e: dict = entry) -> str:  # type: ignore[type-arg]
+            value = e.get(key)
+            return "-" if value is None else f"{value:.1%}"
+        table.add_row(entry["as_of"], f"{entry['rows']:,}", rate("churned_rate"),
+                      rate("expanded_rate"), "final" if entry["labelled"] else "open",
+                      "reused" if entry["reused"] else "computed")
+    console.print(table)
+    rates = report["label_rates"]
+    pillars = ", ".join(f"{k} {v}" for k, v in report["pillars"].items())
+    console.print(
+        f"{report['snapshots']:,} snapshots over {report['snapshot_dates']} dates, "
+        f"{report['labelled_snapshots']:,} labelled; churn rate "
+        f"{(rates['churned'] or 0):.1%}, expansion rate {(rates['expanded'] or 0):.1%}; "
+        f"{report['features']} features ({pillars}).")
+    if report["absent_features"]:
+        console.print("[yellow]Absent features:[/] " + "; ".join(
+            f"{name} ({why})" for name, why in report["absent_features"].items()))
+    mostly_null = {k: v for k, v in report["null_rates"].items() if v > 0.5}
+    if mostly_null:
+        console.print("Mostly empty (over 50% null): " + ", ".join(
+            f"{k} {v:.0%}" for k, v in sorted(mostly_null.items())))
+
+
+@app.command()
+def features(
+    data: Annotated[str | None, typer.Option(help="Raw history folder or database URL "
+                                             "\\[default: HOME/raw].")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="YAML mapping onto the contract.")] = None,
+    strict: Annotated[bool, typer.Option("--strict/--lenient",
+                                         help="Validation mode for the raw history.")] = False,
+    backend: Annotated[str | None, typer.Option(help="Execution engine (duckdb).")] = None,
+    grid: Annotated[str | None, typer.Option(help="Snapshot calendar: monthly or weekly.")] =
+        None,
+    horizon_days: Annotated[int | None, typer.Option(help="Label window in days.")] = None,
+    churn_definition: Annotated[str | None, typer.Option(
+        help="subscription (a lapsed subscription) or inactivity (no usage for a while).")] =
+        None,
+    inactivity_days: Annotated[int | None, typer.Option(
+        help="Days without usage that count as churn (inactivity mode).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Recompute every snapshot, not just new "
+                                       "or still-open ones.")] = False,
+) -> None:
+    """Build point-in-time snapshots and labels into HOME/features.
+
+    One snapshot per account and grid date (the 1st of each month by default) for every
+    account that is a customer at that date; features read only rows dated before it, labels
+    (churned, expanded) only the horizon after it. Reruns compute only new dates and dates
+    whose labels were still open, unless --full.
+    """
+    from churnlens.features.pipeline import build_features, write_report
+
+    settings = _settings(data=data, mapping=mapping, strict=strict, backend=backend, grid=grid,
+                         horizon_days=horizon_days, churn_definition=churn_definition,
+                         inactivity_days=inactivity_days)
+    required = ("accounts", "usage_events") + (
+        ("subscriptions",) if settings.churn_definition == "subscription" else ())
+    with console.status("Validating the history..."):
+        history = load_or_exit(settings, required=required)
+    spec = snapshot_spec(settings)
+    root = settings.layout.features
+    with console.status("Building snapshots in DuckDB..."):
+        try:
+            run = build_features(history, spec, root, full=full)
+        except ValueError as error:
+            errors.print(f"[red]Cannot build features:[/] {error}")
+            raise typer.Exit(2) from None
+    report_file = write_report(run.report, settings.layout.reports / "features.json")
+    print_feature_report(run.report)
+    console.print(f"Snapshots written to [bold]{run.output}[/] "
+                  f"({len(run.computed)} dates computed, {len(run.reused)} reused)")
+    console.print(f"Report written to [bold]{report_file}[/]")
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -205,12 +296,16 @@ def demo(
           rollouts=32, out=None)
     console.rule("[bold]2. Validate the history")
     validate(data=None, mapping=None, strict=False, as_json=False)
+    console.rule("[bold]3. Build point-in-time features and labels")
+    features(data=None, mapping=None, strict=False, backend=None, grid=None, horizon_days=None,
+             churn_definition=None, inactivity_days=None, full=False)
     console.rule("[bold]Next")
     console.print(
         "Done so far: a generated company in "
-        f"[bold]{settings.layout.raw}[/], validated.\n"
-        "Coming next in this pipeline: [bold]churnlens features[/] (point-in-time snapshots), "
-        "[bold]train[/] (calibrated LightGBM in MLflow), [bold]score[/] and [bold]serve[/]."
+        f"[bold]{settings.layout.raw}[/], validated, and its snapshots in "
+        f"[bold]{settings.layout.features}[/].\n"
+        "Coming next in this pipeline: [bold]churnlens train[/] (calibrated LightGBM in "
+        "MLflow), [bold]score[/] and [bold]serve[/]."
         + ("" if serve else " (--no-serve: the server would not be started.)"))
 
 

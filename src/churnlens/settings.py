@@ -38,6 +38,20 @@ class Settings(BaseSettings):
         None, description="Reference time for 'timestamp in the future' checks (UTC). "
         "Default: the wall clock.")
 
+    # snapshots and labels
+    grid: Literal["monthly", "weekly"] = Field("monthly", description="Snapshot calendar.")
+    horizon_days: int = Field(90, gt=0, description="Label window after each snapshot.")
+    churn_definition: Literal["subscription", "inactivity"] = Field(
+        "subscription", description="Churn as a lapsed subscription, or as silence.")
+    inactivity_days: int = Field(90, gt=0, description="Silence that counts as churn.")
+    grace_days: int = Field(30, ge=0, description="A restart within this many days is no churn.")
+    expansion_min_share: float = Field(0.10, ge=0, description="MRR rise that counts as "
+                                       "expansion (0.10 = +10%).")
+    key_events: list[str] = Field(
+        default_factory=lambda: ["workflow_run", "report_create", "integration_sync"],
+        description="Event names that mean the customer got value (time to first value).")
+    feature_set: str = Field("churn_v1", description="Named feature set to build.")
+
     # execution
     backend: Literal["duckdb"] = "duckdb"
     duckdb_memory_limit: str | None = Field(

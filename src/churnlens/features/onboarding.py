@@ -1,0 +1,42 @@
+"""Onboarding: did the account get going in its first 30 days, and how fast did it reach value."""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from churnlens.features.registry import feature
+
+STALLED_BELOW = 0.3
+"""Onboarding counts as stalled when fewer than this share of seats acted in the first 30 days."""
+
+
+@feature(pillar="onboarding", unit="share", higher_is_riskier=False,
+         sentence="{pct}% of seats activated in the first 30 days")
+def seats_activated_share_30d(onboarding: ir.Table) -> ir.Value:
+    """Share of the first subscription's seats whose users acted within 30 days of signup."""
+    seats = onboarding.seats_at_signup.cast("float64").nullif(0.0)
+    return onboarding.activated_users.cast("float64") / seats
+
+
+@feature(pillar="onboarding", unit="days", higher_is_riskier=True,
+         sentence="First key action came {value} days after signup")
+def time_to_first_value_days(onboarding: ir.Table) -> ir.Value:
+    """Days from signup to the first key action (null until it happens)."""
+    return onboarding.first_key_day - onboarding.created_day
+
+
+@feature(pillar="onboarding", unit="flag", kind="flag", higher_is_riskier=False,
+         sentence="Reached first value: {yes_no}")
+def first_value_reached(onboarding: ir.Table) -> ir.Value:
+    """Whether the account has performed a key action yet."""
+    return onboarding.first_key_day.notnull().ifelse(1, 0)
+
+
+@feature(pillar="onboarding", unit="flag", kind="flag", higher_is_riskier=True,
+         sentence="Onboarding stalled: {yes_no}")
+def onboarding_stalled(features: ir.Table) -> ir.Value:
+    """Fewer than 30% of seats active in the first 30 days, once those 30 days are over."""
+    closed = features.tenure_days >= 30
+    stalled = features.seats_activated_share_30d < STALLED_BELOW
+    return ibis.ifelse(closed & stalled.fill_null(False), 1, 0)

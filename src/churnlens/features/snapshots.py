@@ -1,0 +1,297 @@
+"""Snapshots and labels: the point-in-time table every model trains and scores on.
+
+A snapshot is (account_id, as_of) for every account that is a customer at the start of day
+``as_of``; its features see only rows dated before ``as_of`` (``sources.py``) and its labels only
+what happens in ``[as_of, as_of + horizon)``. The whole table is one Ibis expression, executed by
+whichever engine holds the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Literal
+
+import ibis
+import ibis.expr.types as ir
+from ibis import _
+
+from churnlens.features import sources
+from churnlens.features.registry import (
+    AGGREGATED_SOURCES,
+    ENTITY,
+    REGISTRY,
+    STATE_SOURCES,
+    TIMESTAMP,
+    feature_sets,
+    load_all,
+)
+from churnlens.features.sources import Grid, _day, attach
+
+DEFAULT_KEY_EVENTS = ("workflow_run", "report_create", "integration_sync")
+LABELS = ("churned", "expanded")
+
+
+@dataclass(frozen=True)
+class SnapshotSpec:
+    """How snapshots and labels are cut; every field is a user setting."""
+
+    grid: Literal["monthly", "weekly"] = "monthly"
+    horizon_days: int = 90
+    churn_definition: Literal["subscription", "inactivity"] = "subscription"
+    inactivity_days: int = 90
+    grace_days: int = 30
+    expansion_min_share: float = 0.10
+    key_events: tuple[str, ...] = DEFAULT_KEY_EVENTS
+    feature_set: str = "churn_v1"
+    history_start: date | None = None
+    history_end: date | None = None
+    """First day after the history (default: the day after the last event)."""
+    first_as_of: date | None = None
+    """Earliest snapshot (default: one grid step after the history starts)."""
+
+
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """What a build will compute, decided before any heavy work."""
+
+    dates: tuple[date, ...]
+    features: tuple[str, ...]
+    absent_features: tuple[str, ...]
+    absent_reason: dict[str, str] = field(default_factory=dict)
+    history_start: date | None = None
+    history_end: date | None = None
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def history_span(tables: dict[str, ir.Table]) -> tuple[date, date]:
+    """First day of the history and the first day after it, from the usage events."""
+    events = tables["usage_events"]
+    first, last = events.aggregate(first=events.event_ts.min(),
+                                   last=events.event_ts.max()).execute().iloc[0]
+    if first is None or str(first) == "NaT":
+        raise ValueError("usage_events is empty: there is no history to build snapshots from")
+    return first.date(), last.date() + timedelta(days=1)
+
+
+def grid_dates(start: date, end: date, grid: str, first: date | None = None) -> list[date]:
+    """Snapshot dates strictly after ``start`` and on or before ``end``.
+
+    Monthly snapshots fall on the 1st, weekly ones on Mondays, the first of them one step into
+    the history, so every snapshot has some history behind it.
+    """
+    dates: list[date] = []
+    if grid == "monthly":
+        year, month = start.year, start.month
+        current = date(year, month, 1)
+        while current <= end:
+            if current > start:
+                dates.append(current)
+            month += 1
+            if month > 12:
+                year, month = year + 1, 1
+            current = date(year, month, 1)
+    elif grid == "weekly":
+        current = start + timedelta(days=(7 - start.weekday()) % 7 or 7)
+        current += timedelta(days=7)
+        while current <= end:
+            dates.append(current)
+            current += timedelta(days=7)
+    else:
+        raise ValueError(f"unknown grid {grid!r}: use monthly or weekly")
+    if first is not None:
+        dates = [d for d in dates if d >= first]
+    return dates
+
+
+# --------------------------------------------------------------------------- population
+
+
+def population(tables: dict[str, ir.Table], grid: Grid, spec: SnapshotSpec,
+               usage: ir.Table | None) -> ir.Table:
+    """The accounts that are customers at the start of each snapshot day.
+
+    Subscription businesses: the account holds a subscription that started before as_of and
+    had not ended before it. Inactivity businesses: the account acted within
+    ``inactivity_days`` before as_of.
+    """
+    accounts = tables["accounts"].select("account_id", created_day=_day(
+        tables["accounts"].created_at))
+    if spec.churn_definition == "subscription":
+        held = sources.held_at(tables["subscriptions"], grid).select(
+            "account_id", "as_of", "as_of_day")
+    else:
+        assert usage is not None
+        recent = usage.filter(usage.last_age <= spec.inactivity_days)
+        held = recent.select("account_id", "as_of").distinct().join(
+            grid.table, "as_of").select("account_id", "as_of", "as_of_day")
+    known = held.join(accounts, "account_id")
+    return known.filter(known.created_day < known.as_of_day).select(
+        "account_id", "as_of", "as_of_day").distinct()
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def subscription_labels(subscriptions: ir.Table, grid: Grid, pop: ir.Table,
+                        spec: SnapshotSpec) -> ir.Table:
+    """Churned and expanded within [as_of, as_of + horizon), from subscription rows alone.
+
+    Churn: a subscription ends inside the window and no subscription of the account starts
+    within the grace period after it (a restart after the window closes is not seen).
+    Expansion: a subscription starting inside the window carries MRR at least
+    ``1 + expansion_min_share`` times the MRR held at as_of.
+    """
+    s = subscriptions.mutate(start_day=_day(subscriptions.start_date),
+                             end_day=_day(subscriptions.end_date))
+    s = s.mutate(next_start_day=s.start_day.lead().over(
+        group_by="account_id", order_by=[s.start_day, s.subscription_id]))
+    g = grid.table
+    h = spec.horizon_days
+    ends = s.filter(s.end_day.notnull())
+    in_window = ends.join(g, [ends.end_day >= g.as_of_day, ends.end_day < g.as_of_day + h])
+    gone = (in_window.next_start_day.isnull()
+            | (in_window.next_start_day >= in_window.end_day + spec.grace_days)
+            | (in_window.next_start_day >= in_window.as_of_day + h))
+    churn = in_window.group_by(["account_id", "as_of"]).aggregate(churned=gone.any())
+
+    baseline = sources.held_at(subscriptions, grid).select("account_id", "as_of",
+                                                           mrr_at_as_of="mrr")
+    starts = s.join(g, [s.start_day >= g.as_of_day, s.start_day < g.as_of_day + h])
+    peak = starts.group_by(["account_id", "as_of"]).aggregate(peak_mrr=starts.mrr.max())
+    grown = baseline.join(peak, ["account_id", "as_of"])
+    threshold = grown.mrr_at_as_of * (1.0 + spec.expansion_min_share)
+    expansion = grown.select("account_id", "as_of", expanded=(grown.mrr_at_as_of > 0)
+                             & (grown.peak_mrr >= threshold))
+
+    labels = (pop.pipe(attach, churn, ["account_id", "as_of"])
+              .pipe(attach, expansion, ["account_id", "as_of"]))
+    return labels.select("account_id", "as_of", churned=labels.churned.fill_null(False),
+                         expanded=labels.expanded.fill_null(False))
+
+
+def inactivity_labels(events: ir.Table, grid: Grid, pop: ir.Table, usage: ir.Table,
+                      spec: SnapshotSpec) -> ir.Table:
+    """Churn as silence, expansion as growth of usage quantity.
+
+    Churned: at some day inside the window the account had gone ``inactivity_days`` without an
+    event, counting from its last event before as_of and from each event inside the window.
+    Expanded: usage quantity inside the window reaches ``1 + expansion_min_share`` times that
+    of the same length of time before as_of.
+    """
+    h, quiet = spec.horizon_days, spec.inactivity_days
+    g = grid.table
+    days = events.mutate(day=_day(events.event_ts)).group_by(["account_id", "day"]).aggregate(
+        quantity=_.quantity.sum())
+    ahead = days.join(g, [days.day >= g.as_of_day, days.day < g.as_of_day + h])
+    before = days.join(g, [days.day < g.as_of_day, days.day >= g.as_of_day - h])
+    last_before = usage.group_by(["account_id", "as_of"]).aggregate(last_age=usage.last_age.min())
+
+    anchor = pop.join(last_before, ["account_id", "as_of"]).select(
+        "account_id", "as_of", "as_of_day", day=_.as_of_day - _.last_age)
+    points = anchor.union(ahead.select("account_id", "as_of", "as_of_day", "day"))
+    window = ibis.window(group_by=["account_id", "as_of"], order_by="day")
+    points = points.mutate(next_day=points.day.lead().over(window))
+    silent = ((points.day + quiet < points.as_of_day + h)
+              & (points.day + quiet >= points.as_of_day)
+              & (points.next_day.isnull() | (points.next_day > points.day + quiet)))
+    churn = points.group_by(["account_id", "as_of"]).aggregate(churned=silent.any())
+
+    q_ahead = ahead.group_by(["account_id", "as_of"]).aggregate(q_ahead=ahead.quantity.sum())
+    q_before = before.group_by(["account_id", "as_of"]).aggregate(q_before=before.quantity.sum())
+    labels = (pop.pipe(attach, churn, ["account_id", "as_of"])
+              .pipe(attach, q_ahead, ["account_id", "as_of"])
+              .pipe(attach, q_before, ["account_id", "as_of"]))
+    grew = (labels.q_before > 0) & (labels.q_ahead.fill_null(0)
+                                    >= labels.q_before * (1 + spec.expansion_min_share))
+    return labels.select("account_id", "as_of", churned=labels.churned.fill_null(False),
+                         expanded=grew.fill_null(False))
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
+         dates: list[date] | None = None) -> SnapshotPlan:
+    """Which snapshot dates and which features a build computes, and which are absent and why."""
+    load_all()
+    sets = feature_sets()
+    if spec.feature_set not in sets:
+        raise ValueError(f"unknown feature set {spec.feature_set!r}; known: {sorted(sets)}")
+    present_tables = set(tables)
+    features, absent = sets[spec.feature_set].available(present_tables)
+    from churnlens.features.registry import needs_of
+
+    reasons = {name: "needs " + ", ".join(sorted(set(needs_of(name)) - present_tables))
+               for name in absent}
+    start, end = history_span(tables)
+    start = spec.history_start or start
+    end = spec.history_end or end
+    chosen = dates if dates is not None else grid_dates(start, end, spec.grid, spec.first_as_of)
+    return SnapshotPlan(dates=tuple(chosen), features=features, absent_features=absent,
+                        absent_reason=reasons, history_start=start, history_end=end)
+
+
+def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec: SnapshotSpec,
+                   snapshot_plan: SnapshotPlan) -> ir.Table:
+    """The snapshot expression: population, features in registry order, labels, ``labelled``."""
+    grid = Grid.of(list(snapshot_plan.dates), backend)
+    names = snapshot_plan.features
+    needed_sources = {REGISTRY[n].source for n in names}
+    events = tables["usage_events"]
+    usage = sources.usage_by_user(events, grid, spec.key_events)
+    pop = population(tables, grid, spec, usage)
+
+    relations: dict[str, ir.Table] = {}
+    if "usage" in needed_sources:
+        relations["usage"] = usage
+    if "feature_usage" in needed_sources:
+        relations["feature_usage"] = sources.usage_by_feature(events, grid)
+    if "tickets" in needed_sources and "tickets" in tables:
+        relations["tickets"] = sources.tickets_seen(tables["tickets"], grid)
+    if "surveys" in needed_sources and "surveys" in tables:
+        relations["surveys"] = sources.surveys_seen(tables["surveys"], grid)
+    if "subscriptions" in needed_sources and "subscriptions" in tables:
+        relations["subscriptions"] = sources.subscription_state(tables["subscriptions"], grid)
+    if "accounts" in needed_sources:
+        relations["accounts"] = sources.account_state(tables["accounts"], pop)
+    if "onboarding" in needed_sources and "subscriptions" in tables:
+        relations["onboarding"] = sources.onboarding_state(
+            tables["accounts"], events, tables["subscriptions"], pop, spec.key_events)
+
+    wide = pop
+    for source, relation in relations.items():
+        mine = [n for n in names if REGISTRY[n].source == source]
+        if not mine:
+            continue
+        if source in AGGREGATED_SOURCES:
+            part = relation.group_by([ENTITY, TIMESTAMP]).aggregate(
+                **{n: REGISTRY[n].compute(relation) for n in mine})
+        else:
+            assert source in STATE_SOURCES
+            part = relation.select(ENTITY, TIMESTAMP,
+                                   **{n: REGISTRY[n].compute(relation) for n in mine})
+        wide = wide.pipe(attach, part, [ENTITY, TIMESTAMP])
+    wide = wide.mutate(**{n: wide[n].fill_null(REGISTRY[n].fill) for n in names
+                          if REGISTRY[n].fill is not None and n in wide.columns})
+    for name in names:
+        spec_ = REGISTRY[name]
+        if spec_.source == "features":
+            wide = wide.mutate(**{name: spec_.compute(wide)})
+
+    if spec.churn_definition == "subscription":
+        labels = subscription_labels(tables["subscriptions"], grid, pop, spec)
+    else:
+        labels = inactivity_labels(events, grid, pop, usage, spec)
+    end_day = (snapshot_plan.history_end - date(1970, 1, 1)).days  # type: ignore[operator]
+    complete = wide.as_of_day + spec.horizon_days <= end_day
+    wide = wide.mutate(labelled=complete)
+    wide = wide.pipe(attach, labels, [ENTITY, TIMESTAMP])
+    out = wide.select(
+        ENTITY, TIMESTAMP, *names,
+        churned=wide.labelled.ifelse(wide.churned, ibis.null("boolean")),
+        expanded=wide.labelled.ifelse(wide.expanded, ibis.null("boolean")),
+        labelled=wide.labelled)
+    return out.order_by([TIMESTAMP, ENTITY])

@@ -1,0 +1,258 @@
+"""The relations feature functions read, each built once per run from the validated history.
+
+Every relation carries ``account_id`` and ``as_of`` and holds only what was knowable before
+``as_of``: rows are joined to the snapshot grid on ``date < as_of``, and values that become known
+later (an end date, a resolution, a CSAT rating) are masked unless they happened before
+``as_of``. Days are integers (days since 1970-01-01) so window arithmetic is plain subtraction,
+the same on DuckDB, Spark or Postgres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+from ibis import _
+
+USAGE_LOOKBACK_DAYS = 180
+TICKET_LOOKBACK_DAYS = 180
+SURVEY_LOOKBACK_DAYS = 365
+COMMERCIAL_LOOKBACK_DAYS = 365
+ONBOARDING_DAYS = 30
+
+
+def _day(value: ir.Value) -> ir.IntegerValue:
+    """Days since the Unix epoch of a date or timestamp."""
+    if value.type().is_timestamp():
+        value = value.date()  # type: ignore[attr-defined]
+    return value.epoch_days()  # type: ignore[attr-defined]
+
+
+def attach(left: ir.Table, right: ir.Table, keys: str | list[str], how: str = "left"
+           ) -> ir.Table:
+    """Join on same-named keys and keep one copy of each key column."""
+    joined = left.join(right, keys, how=how)  # type: ignore[arg-type]
+    duplicates = [c for c in joined.columns if c.endswith("_right")]
+    return joined.drop(*duplicates) if duplicates else joined
+
+
+def _flag(condition: ir.BooleanValue) -> ir.IntegerValue:
+    return condition.ifelse(1, 0)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The snapshot dates as a relation: ``as_of`` (date) and ``as_of_day`` (int)."""
+
+    table: ir.Table
+
+    @staticmethod
+    def of(dates: list, backend: ibis.BaseBackend) -> Grid:  # type: ignore[type-arg]
+        memtable = ibis.memtable({"as_of": dates}, schema={"as_of": "date"})
+        return Grid(memtable.mutate(as_of_day=_day(memtable.as_of)))
+
+
+def usage_by_user(events: ir.Table, grid: Grid, key_events: tuple[str, ...]) -> ir.Table:
+    """One row per (account, as_of, user) active in the 180 days before as_of.
+
+    Events are first compacted to user-days, then each user-day meets only the snapshots whose
+    look-back window holds it. Per-user flags (active in the last 7/30/90 days, in the 30 or
+    90 days before those) make every distinct-user count a plain sum later.
+    """
+    is_key = events.event.isin(list(key_events)) if key_events else ibis.literal(True)
+    days = events.mutate(day=_day(events.event_ts), key=_flag(is_key)).group_by(
+        ["account_id", "user_id", "day"]).aggregate(
+        events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum())
+    g = grid.table
+    joined = days.join(g, [days.day < g.as_of_day,
+                           days.day >= g.as_of_day - USAGE_LOOKBACK_DAYS])
+    joined = joined.mutate(age=joined.as_of_day - joined.day)
+    age = joined.age
+    return joined.group_by(["account_id", "as_of", "user_id"]).aggregate(
+        active_7=_flag((age <= 7).any()),
+        active_30=_flag((age <= 30).any()),
+        active_prev_30=_flag(((age > 30) & (age <= 60)).any()),
+        active_90=_flag((age <= 90).any()),
+        active_prev_90=_flag((age > 90).any()),
+        days_30=(age <= 30).sum(),
+        events_30=joined.events.sum(where=age <= 30).fill_null(0),
+        events_prev_30=joined.events.sum(where=(age > 30) & (age <= 60)).fill_null(0),
+        quantity_30=joined.quantity.sum(where=age <= 30).fill_null(0),
+        key_30=joined.key_events.sum(where=age <= 30).fill_null(0),
+        last_age=age.min(),
+    )
+
+
+def usage_by_feature(events: ir.Table, grid: Grid) -> ir.Table:
+    """One row per (account, as_of, event name) used in the 90 days before as_of."""
+    days = events.mutate(day=_day(events.event_ts)).group_by(
+        ["account_id", "event", "day"]).aggregate(n=_.count())
+    g = grid.table
+    joined = days.join(g, [days.day < g.as_of_day, days.day >= g.as_of_day - 90])
+    age = joined.as_of_day - joined.day
+    return joined.group_by(["account_id", "as_of", "event"]).aggregate(
+        used_30=_flag((age <= 30).any()),
+        used_prev_30=_flag(((age > 30) & (age <= 60)).any()),
+        used_90=_flag((age <= 90).any()),
+    )
+
+
+def tickets_seen(tickets: ir.Table, grid: Grid) -> ir.Table:
+    """Tickets opened in the 180 days before as_of, with what was known of them at as_of."""
+    g = grid.table
+    t = tickets.mutate(created_day=_day(tickets.created_at))
+    joined = t.join(g, [t.created_day < g.as_of_day,
+                        t.created_day >= g.as_of_day - TICKET_LOOKBACK_DAYS])
+    as_of_ts = joined.as_of.cast("timestamp(6)")
+    resolved_known = joined.resolved_at.notnull() & (joined.resolved_at < as_of_ts)
+    hours = (joined.resolved_at.epoch_seconds() - joined.created_at.epoch_seconds()) / 3600.0
+    return joined.select(
+        "account_id", "as_of", "ticket_id", "category",
+        age=joined.as_of_day - joined.created_day,
+        severe=_flag(joined.priority.isin(["high", "urgent"])),
+        open=_flag(~resolved_known),
+        resolution_hours=resolved_known.ifelse(hours, ibis.null("float64")),
+        csat=resolved_known.ifelse(joined.csat, ibis.null("float64")),
+    )
+
+
+def surveys_seen(surveys: ir.Table, grid: Grid) -> ir.Table:
+    """NPS answers given in the 365 days before as_of."""
+    g = grid.table
+    s = surveys.mutate(day=_day(surveys.responded_at))
+    joined = s.join(g, [s.day < g.as_of_day, s.day >= g.as_of_day - SURVEY_LOOKBACK_DAYS])
+    return joined.select(
+        "account_id", "as_of", "response_id", "score",
+        age=joined.as_of_day - joined.day,
+        recency_seconds=joined.as_of.cast("timestamp(6)").epoch_seconds()
+        - joined.responded_at.epoch_seconds(),
+    )
+
+
+def _subscription_days(subscriptions: ir.Table) -> ir.Table:
+    return subscriptions.mutate(start_day=_day(subscriptions.start_date),
+                                end_day=_day(subscriptions.end_date))
+
+
+def held_at(subscriptions: ir.Table, grid: Grid, days_before: int = 0) -> ir.Table:
+    """The subscription each account held at ``as_of - days_before``.
+
+    Held means started before that day and not ended before it; an end date on or after it is
+    not yet known at as_of and is never read. Subscriptions of one account do not overlap
+    (validation sees to it), so there is at most one.
+    """
+    s = _subscription_days(subscriptions)
+    g = grid.table
+    ref = g.as_of_day - days_before
+    joined = s.join(g, [s.start_day < ref, s.end_day.isnull() | (s.end_day >= ref)])
+    return joined.select("account_id", "as_of", "as_of_day", "subscription_id", "plan", "seats",
+                         "mrr", "billing_period", "start_day")
+
+
+def subscription_state(subscriptions: ir.Table, grid: Grid) -> ir.Table:
+    """One row per (account, as_of) held at as_of, with the commercial history before it."""
+    s = _subscription_days(subscriptions)
+    g = grid.table
+    now = held_at(subscriptions, grid)
+
+    ago = held_at(subscriptions, grid, days_before=90).select(
+        "account_id", "as_of", mrr_90d_ago="mrr")
+
+    first = s.group_by("account_id").aggregate(anchor_day=s.start_day.min())
+
+    ordered = s.mutate(previous_mrr=s.mrr.lag().over(
+        group_by="account_id", order_by=[s.start_day, s.subscription_id]))
+    changes = ordered.join(g, [ordered.start_day < g.as_of_day,
+                               ordered.start_day >= g.as_of_day - COMMERCIAL_LOOKBACK_DAYS])
+    moves = changes.group_by(["account_id", "as_of"]).aggregate(
+        downgrades_365d=(changes.mrr < changes.previous_mrr).sum(),
+        expansions_365d=(changes.mrr > changes.previous_mrr).sum(),
+    )
+
+    priced = s.filter(s.seats > 0)
+    known = priced.join(g, priced.start_day < g.as_of_day)
+    list_price = known.group_by(["as_of", "plan"]).aggregate(
+        list_price_per_seat=(known.mrr / known.seats).max())
+
+    state = (now.pipe(attach, ago, ["account_id", "as_of"])
+             .pipe(attach, first, "account_id")
+             .pipe(attach, moves, ["account_id", "as_of"])
+             .pipe(attach, list_price, ["as_of", "plan"]))
+    return state.mutate(
+        downgrades_365d=state.downgrades_365d.fill_null(0),
+        expansions_365d=state.expansions_365d.fill_null(0),
+        days_to_renewal=days_to_renewal(state.as_of, state.anchor_day, state.billing_period),
+    )
+
+
+def days_to_renewal(as_of: ir.DateValue, anchor_day: ir.IntegerValue,
+                    billing_period: ir.StringValue) -> ir.IntegerValue:
+    """Days from as_of to the next anniversary of the account's first subscription day.
+
+    Monthly plans renew every month on the anchor's day, annual plans every year; a renewal on
+    as_of itself counts as 0 days away.
+    """
+    anchor = ibis.date(1970, 1, 1) + anchor_day.as_interval("D")  # type: ignore[attr-defined]
+    months = (as_of.year() - anchor.year()) * 12 + (as_of.month() - anchor.month())
+    annual = billing_period == "annual"
+    step = annual.ifelse(12, 1)
+    # whole periods elapsed, rounded down to a multiple of the period
+    elapsed = (months // step) * step
+    candidate = anchor + elapsed.as_interval("M")  # type: ignore[attr-defined]
+    next_renewal = (candidate < as_of).ifelse(
+        anchor + (elapsed + step).as_interval("M"), candidate)  # type: ignore[attr-defined]
+    return next_renewal.epoch_days() - as_of.epoch_days()  # type: ignore[attr-defined]
+
+
+def account_state(accounts: ir.Table, population: ir.Table) -> ir.Table:
+    """Static account facts for every snapshot in the population."""
+    a = accounts.select("account_id", "industry", "region", "csm",
+                        created_day=_day(accounts.created_at))
+    joined = population.pipe(attach, a, "account_id")
+    return joined.select("account_id", "as_of", "as_of_day", "industry", "region", "csm",
+                         "created_day")
+
+
+def onboarding_state(accounts: ir.Table, events: ir.Table, subscriptions: ir.Table,
+                     population: ir.Table, key_events: tuple[str, ...]) -> ir.Table:
+    """What the first 30 days showed, as far as they had happened by as_of.
+
+    A user's first event, an account's first key action and its first subscription are each a
+    minimum over all time; a minimum before as_of is the same minimum, and one on or after
+    as_of is masked, so nothing later leaks in.
+    """
+    a = accounts.select("account_id", created_day=_day(accounts.created_at))
+    first_seen = events.group_by(["account_id", "user_id"]).aggregate(
+        first_day=_day(events.event_ts.min()))
+    early = first_seen.pipe(attach, a, "account_id", how="inner")
+    early = early.filter(early.first_day < early.created_day + ONBOARDING_DAYS)
+    by_day = early.group_by(["account_id", "first_day"]).aggregate(users=_.count())
+
+    pop = population.pipe(attach, a, "account_id", how="inner")
+    partial = pop.join(by_day, [pop.account_id == by_day.account_id,
+                                by_day.first_day < pop.as_of_day]).select(
+        pop.account_id, pop.as_of, by_day.users)
+    partial = partial.group_by(["account_id", "as_of"]).aggregate(
+        activated_users=partial.users.sum())
+
+    key = events.filter(events.event.isin(list(key_events))) if key_events else events
+    first_key = key.group_by("account_id").aggregate(first_key_day=_day(key.event_ts.min()))
+    s = _subscription_days(subscriptions)
+    first_sub = s.mutate(rank=ibis.row_number().over(
+        group_by="account_id", order_by=[s.start_day, s.subscription_id]))
+    first_sub = first_sub.filter(first_sub.rank == 0).select(
+        "account_id", first_start_day="start_day", seats_at_signup="seats")
+
+    state = (pop.pipe(attach, partial, ["account_id", "as_of"])
+             .pipe(attach, first_key, "account_id")
+             .pipe(attach, first_sub, "account_id"))
+    known_key = state.first_key_day < state.as_of_day
+    known_sub = state.first_start_day < state.as_of_day
+    return state.select(
+        "account_id", "as_of", "as_of_day", "created_day",
+        activated_users=state.activated_users.fill_null(0),
+        window_closed=_flag(state.as_of_day >= state.created_day + ONBOARDING_DAYS),
+        first_key_day=known_key.ifelse(state.first_key_day, ibis.null("int64")),
+        seats_at_signup=known_sub.ifelse(state.seats_at_signup, ibis.null("int64")),
+    )
