@@ -110,3 +110,32 @@ def test_every_command_has_useful_help(tmp_path: Path) -> None:
     for command in ("synth", "validate", "demo"):
         result = churnlens(tmp_path, command, "--help")
         assert "Usage" in result.stdout and len(result.stdout) > 400, command
+
+
+def test_features_build_then_rerun_incrementally(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    churnlens(home, "synth", "--accounts", "100", "--months", "8", "--rollouts", "2")
+    first = churnlens(home, "features")
+    assert "Snapshots written to" in first.stdout
+    assert "(8 dates computed, 0 reused)" in " ".join(first.stdout.split())
+    report = json.loads((home / "reports" / "features.json").read_text())
+    assert report["features"] >= 40 and report["snapshots"] > 100
+    assert set(report["pillars"]) == {"onboarding", "adoption", "support", "satisfaction",
+                                      "commercial"}
+    again = churnlens(home, "features")
+    assert "(3 dates computed, 5 reused)" in " ".join(again.stdout.split())
+
+
+def test_features_for_a_business_without_subscriptions(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    churnlens(home, "synth", "--accounts", "100", "--months", "8", "--rollouts", "2")
+    for name in ("subscriptions", "tickets", "surveys"):
+        (home / "raw" / f"{name}.parquet").unlink()
+    result = churnlens(home, "features", "--churn-definition", "inactivity",
+                       "--inactivity-days", "30")
+    text = " ".join(result.stdout.split())
+    assert "Absent features:" in text and "needs subscriptions" in text
+    report = json.loads((home / "reports" / "features.json").read_text())
+    assert report["snapshots"] > 100
+    assert "tickets_90d" in report["absent_features"]
+    assert report["label_rates"]["churned"] is not None

@@ -92,7 +92,7 @@ REGISTRY: dict[str, Feature] = {}
 
 def feature(*, pillar: Pillar, unit: str, sentence: str, kind: Kind = "number",
             window_days: int | None = None, higher_is_riskier: bool | None = None,
-            fill: float | None = None
+            fill: float | None = None, also_needs: tuple[str, ...] = ()
             ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
     """Register the decorated function as a feature named after it.
 
@@ -114,8 +114,8 @@ def feature(*, pillar: Pillar, unit: str, sentence: str, kind: Kind = "number",
             name=fn.__name__, pillar=pillar, description=doc.splitlines()[0].rstrip("."),
             unit=unit, sentence=sentence, source=source,  # type: ignore[arg-type]
             compute=fn, kind=kind, window_days=window_days,
-            higher_is_riskier=higher_is_riskier, needs=SOURCE_TABLES.get(source, ()),
-            inputs=inputs, fill=fill)
+            higher_is_riskier=higher_is_riskier,
+            needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill)
         return fn
 
     return register

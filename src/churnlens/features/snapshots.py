@@ -257,9 +257,9 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
         relations["subscriptions"] = sources.subscription_state(tables["subscriptions"], grid)
     if "accounts" in needed_sources:
         relations["accounts"] = sources.account_state(tables["accounts"], pop)
-    if "onboarding" in needed_sources and "subscriptions" in tables:
+    if "onboarding" in needed_sources:
         relations["onboarding"] = sources.onboarding_state(
-            tables["accounts"], events, tables["subscriptions"], pop, spec.key_events)
+            tables["accounts"], events, tables.get("subscriptions"), pop, spec.key_events)
 
     wide = pop
     for source, relation in relations.items():

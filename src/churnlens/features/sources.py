@@ -214,7 +214,7 @@ def account_state(accounts: ir.Table, population: ir.Table) -> ir.Table:
                          "created_day")
 
 
-def onboarding_state(accounts: ir.Table, events: ir.Table, subscriptions: ir.Table,
+def onboarding_state(accounts: ir.Table, events: ir.Table, subscriptions: ir.Table | None,
                      population: ir.Table, key_events: tuple[str, ...]) -> ir.Table:
     """What the first 30 days showed, as far as they had happened by as_of.
 
@@ -238,15 +238,18 @@ def onboarding_state(accounts: ir.Table, events: ir.Table, subscriptions: ir.Tab
 
     key = events.filter(events.event.isin(list(key_events))) if key_events else events
     first_key = key.group_by("account_id").aggregate(first_key_day=_day(key.event_ts.min()))
-    s = _subscription_days(subscriptions)
-    first_sub = s.mutate(rank=ibis.row_number().over(
-        group_by="account_id", order_by=[s.start_day, s.subscription_id]))
-    first_sub = first_sub.filter(first_sub.rank == 0).select(
-        "account_id", first_start_day="start_day", seats_at_signup="seats")
-
     state = (pop.pipe(attach, partial, ["account_id", "as_of"])
-             .pipe(attach, first_key, "account_id")
-             .pipe(attach, first_sub, "account_id"))
+             .pipe(attach, first_key, "account_id"))
+    if subscriptions is not None:
+        s = _subscription_days(subscriptions)
+        first_sub = s.mutate(rank=ibis.row_number().over(
+            group_by="account_id", order_by=[s.start_day, s.subscription_id]))
+        first_sub = first_sub.filter(first_sub.rank == 0).select(
+            "account_id", first_start_day="start_day", seats_at_signup="seats")
+        state = state.pipe(attach, first_sub, "account_id")
+    else:
+        state = state.mutate(first_start_day=ibis.null("int64"),
+                             seats_at_signup=ibis.null("int64"))
     known_key = state.first_key_day < state.as_of_day
     known_sub = state.first_start_day < state.as_of_day
     return state.select(
