@@ -1,0 +1,154 @@
+"""Benchmark: the full feature registry on DuckDB versus a plain pandas baseline.
+
+Generates (or reuses) a company of about ten million usage events, then in one process:
+
+1. validates it and builds every snapshot with the full registry on DuckDB (the product path);
+2. computes ten core features over the same snapshots with plain pandas, the way a data
+   scientist would write them without churnlens (load the tables, loop over snapshot dates,
+   mask and group), as the baseline;
+3. prints both times, the ratio, and peak memory of each (each run in its own child process,
+   so one's memory does not hide in the other's).
+
+    uv run python bench/features.py                       # 10k accounts x 36 months
+    uv run python bench/features.py --accounts 100000     # about 100 million events
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+BASELINE_FEATURES = ("active_users_7d", "active_users_30d", "active_users_90d", "events_30d",
+                     "features_used_30d", "days_since_last_activity", "tickets_90d",
+                     "high_urgent_tickets_90d", "mean_nps_180d", "mrr")
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
+def run_churnlens(data: Path, memory_limit: str | None) -> dict[str, Any]:
+    """Validation plus the whole registry, as `churnlens features` runs them."""
+    from churnlens.features.snapshots import SnapshotSpec, plan, snapshot_table
+    from churnlens.raw.loader import duckdb_backend, open_source
+    from churnlens.raw.mapping import Mapping
+    from churnlens.raw.validation import validate_history
+
+    started = time.perf_counter()
+    backend = duckdb_backend(Path(tempfile.mkdtemp()), memory_limit=memory_limit)
+    history = validate_history(open_source(data, Mapping(), backend=backend),
+                               now=datetime(2100, 1, 1))
+    validated = time.perf_counter()
+    spec = SnapshotSpec()
+    snapshot_plan = plan(history.tables, spec)
+    table = snapshot_table(history.tables, history.backend, spec, snapshot_plan).to_pyarrow()
+    done = time.perf_counter()
+    return {"validate_s": validated - started, "features_s": done - validated,
+            "rows": table.num_rows, "features": len(snapshot_plan.features),
+            "dates": len(snapshot_plan.dates), "peak_rss_gb": _peak_rss_gb(),
+            "dates_list": [d.isoformat() for d in snapshot_plan.dates]}
+
+
+def run_pandas(data: Path, dates: list[str]) -> dict[str, Any]:
+    """Ten core features in plain pandas, one snapshot date at a time."""
+    import pandas as pd
+
+    started = time.perf_counter()
+    events = pd.read_parquet(data / "usage_events")
+    tickets = pd.read_parquet(data / "tickets.parquet")
+    surveys = pd.read_parquet(data / "surveys.parquet")
+    subs = pd.read_parquet(data / "subscriptions.parquet")
+    loaded = time.perf_counter()
+    frames = []
+    for text in dates:
+        as_of = pd.Timestamp(text)
+        held = subs[(pd.to_datetime(subs.start_date) < as_of)
+                    & ~(pd.to_datetime(subs.end_date) < as_of)].set_index("account_id")
+        out = pd.DataFrame(index=held.index)
+        out["mrr"] = held["mrr"]
+        past = events[(events.event_ts < as_of) & (events.event_ts >= as_of - timedelta(days=180))]
+        for days in (7, 30, 90):
+            window = past[past.event_ts >= as_of - timedelta(days=days)]
+            out[f"active_users_{days}d"] = window.groupby("account_id").user_id.nunique()
+            if days == 30:
+                out["events_30d"] = window.groupby("account_id").size()
+                out["features_used_30d"] = window.groupby("account_id").event.nunique()
+        last = past.groupby("account_id").event_ts.max()
+        out["days_since_last_activity"] = (as_of.normalize() - last.dt.normalize()).dt.days
+        recent = tickets[(tickets.created_at < as_of)
+                         & (tickets.created_at >= as_of - timedelta(days=90))]
+        out["tickets_90d"] = recent.groupby("account_id").size()
+        severe = recent[recent.priority.isin(["high", "urgent"])]
+        out["high_urgent_tickets_90d"] = severe.groupby("account_id").size()
+        answers = surveys[(surveys.responded_at < as_of)
+                          & (surveys.responded_at >= as_of - timedelta(days=180))]
+        out["mean_nps_180d"] = answers.groupby("account_id").score.mean()
+        out["as_of"] = as_of
+        frames.append(out.reset_index())
+    result = pd.concat(frames)
+    done = time.perf_counter()
+    return {"load_s": loaded - started, "features_s": done - loaded, "total_s": done - started,
+            "rows": len(result), "features": len(BASELINE_FEATURES),
+            "peak_rss_gb": _peak_rss_gb()}
+
+
+def _in_child(fn: Any, *args: Any) -> dict[str, Any]:
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--data", type=Path, help="Reuse an existing raw folder.")
+    parser.add_argument("--memory-limit", default=None, help="DuckDB memory limit, e.g. 5GB.")
+    parser.add_argument("--skip-pandas", action="store_true")
+    args = parser.parse_args()
+
+    data = args.data
+    if data is None:
+        from churnlens.synth import CompanyConfig, generate_company
+
+        data = Path(tempfile.mkdtemp(prefix="churnlens-bench-")) / "raw"
+        started = time.perf_counter()
+        result = generate_company(CompanyConfig(accounts=args.accounts, months=args.months,
+                                                seed=1, rollouts=4), data)
+        print(f"generated {result.rows['usage_events']:,} events in "
+              f"{time.perf_counter() - started:.1f}s at {data}")
+    events = sum(__import__("pyarrow.parquet", fromlist=["x"]).read_metadata(p).num_rows
+                 for p in (data / "usage_events").glob("*.parquet"))
+
+    ours = _in_child(run_churnlens, data, args.memory_limit)
+    figures: dict[str, Any] = {"events": events, "churnlens": ours}
+    print(f"\nusage events: {events:,}; snapshots: {ours['rows']:,} over {ours['dates']} dates")
+    print(f"churnlens  validate {ours['validate_s']:6.1f}s   all {ours['features']} features "
+          f"{ours['features_s']:6.1f}s   peak RSS {ours['peak_rss_gb']:.2f} GB")
+    if not args.skip_pandas:
+        base = _in_child(run_pandas, data, ours["dates_list"])
+        figures["pandas"] = base
+        ratio = base["features_s"] / ours["features_s"]
+        per_feature = (base["features_s"] / base["features"]) / (
+            ours["features_s"] / ours["features"])
+        figures["ratio_time"] = ratio
+        figures["ratio_per_feature"] = per_feature
+        print(f"pandas     load     {base['load_s']:6.1f}s   {base['features']} features "
+              f"{base['features_s']:6.1f}s   peak RSS {base['peak_rss_gb']:.2f} GB")
+        print(f"speed-up: {ratio:.1f}x for the whole registry versus pandas' ten features; "
+              f"{per_feature:.1f}x per feature")
+    out = Path(__file__).parent / "results" / "features.json"
+    out.parent.mkdir(exist_ok=True)
+    figures["churnlens"].pop("dates_list")
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"figures written to {out}")
+
+
+if __name__ == "__main__":
+    main()
