@@ -30,6 +30,9 @@ from churnlens.features.sources import Grid, _day, attach
 
 DEFAULT_KEY_EVENTS = ("workflow_run", "report_create", "integration_sync")
 LABELS = ("churned", "expanded")
+RELATIVE_TOLERANCE = 1e-9
+"""Slack on the expansion threshold: 100 x 1.1 is 110.00000000000001 in floating point, and an
+exact +10% must count as reaching +10%."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,8 @@ def subscription_labels(subscriptions: ir.Table, grid: Grid, pop: ir.Table,
     starts = s.join(g, [s.start_day >= g.as_of_day, s.start_day < g.as_of_day + h])
     peak = starts.group_by(["account_id", "as_of"]).aggregate(peak_mrr=starts.mrr.max())
     grown = baseline.join(peak, ["account_id", "as_of"])
-    threshold = grown.mrr_at_as_of * (1.0 + spec.expansion_min_share)
+    threshold = grown.mrr_at_as_of * ((1.0 + spec.expansion_min_share)
+                                      * (1.0 - RELATIVE_TOLERANCE))
     expansion = grown.select("account_id", "as_of", expanded=(grown.mrr_at_as_of > 0)
                              & (grown.peak_mrr >= threshold))
 
@@ -205,7 +209,8 @@ def inactivity_labels(events: ir.Table, grid: Grid, pop: ir.Table, usage: ir.Tab
               .pipe(attach, q_ahead, ["account_id", "as_of"])
               .pipe(attach, q_before, ["account_id", "as_of"]))
     grew = (labels.q_before > 0) & (labels.q_ahead.fill_null(0)
-                                    >= labels.q_before * (1 + spec.expansion_min_share))
+                                    >= labels.q_before * ((1 + spec.expansion_min_share)
+                                                          * (1.0 - RELATIVE_TOLERANCE)))
     return labels.select("account_id", "as_of", churned=labels.churned.fill_null(False),
                          expanded=grew.fill_null(False))
 
@@ -242,7 +247,11 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     needed_sources = {REGISTRY[n].source for n in names}
     events = tables["usage_events"]
     usage = sources.usage_by_user(events, grid, spec.key_events)
-    pop = population(tables, grid, spec, usage)
+    # inactivity: who acted in the inactivity_days before as_of, which may reach past the
+    # 180-day look-back of ``usage``
+    activity = (sources.last_activity(events, grid, spec.inactivity_days)
+                if spec.churn_definition == "inactivity" else usage)
+    pop = population(tables, grid, spec, activity)
 
     relations: dict[str, ir.Table] = {}
     if "usage" in needed_sources:
@@ -284,7 +293,7 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     if spec.churn_definition == "subscription":
         labels = subscription_labels(tables["subscriptions"], grid, pop, spec)
     else:
-        labels = inactivity_labels(events, grid, pop, usage, spec)
+        labels = inactivity_labels(events, grid, pop, activity, spec)
     end_day = (snapshot_plan.history_end - date(1970, 1, 1)).days  # type: ignore[operator]
     complete = wide.as_of_day + spec.horizon_days <= end_day
     wide = wide.mutate(labelled=complete)

@@ -84,6 +84,18 @@ def usage_by_user(events: ir.Table, grid: Grid, key_events: tuple[str, ...]) -> 
     )
 
 
+def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
+    """One row per (account, as_of) with an event in the ``lookback_days`` before as_of.
+
+    ``last_age`` is the days since the latest of them (1 for the day before as_of).
+    """
+    days = events.select("account_id", day=_day(events.event_ts)).distinct()
+    g = grid.table
+    joined = days.join(g, [days.day < g.as_of_day, days.day >= g.as_of_day - lookback_days])
+    return joined.group_by(["account_id", "as_of"]).aggregate(
+        last_age=(joined.as_of_day - joined.day).min())
+
+
 def usage_by_feature(events: ir.Table, grid: Grid) -> ir.Table:
     """One row per (account, as_of, event name) used in the 90 days before as_of."""
     days = events.mutate(day=_day(events.event_ts)).group_by(

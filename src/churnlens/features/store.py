@@ -25,8 +25,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churnlens.features.registry import REGISTRY
-
 SNAPSHOTS = "snapshots"
 MANIFEST = "manifest.json"
 PART = "part-0.parquet"
@@ -55,13 +53,15 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
 
 
 def fingerprint(settings: dict[str, Any], features: tuple[str, ...]) -> str:
-    """Identifies what the partitions mean: settings and each feature's definition."""
-    import inspect
+    """Identifies what the partitions mean: settings, the feature list and the pipeline's code.
 
+    Any change to a feature, a source relation or a label rule changes the code of this
+    package, so partitions built by an older definition are never reused.
+    """
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for name in features:
-        h.update(name.encode())
-        h.update(inspect.getsource(REGISTRY[name].compute).encode())
+    h.update("\n".join(features).encode())
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(module.read_bytes())
     return h.hexdigest()[:16]
 
 

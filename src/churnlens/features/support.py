@@ -67,7 +67,8 @@ def low_csat_tickets_90d(tickets: ir.Table) -> ir.Value:
          sentence="{value} repeat tickets on the same topic in the last 90 days")
 def repeat_category_tickets_90d(tickets: ir.Table) -> ir.Value:
     """Tickets of the last 90 days beyond the first in their category (the same problem again)."""
-    recent = tickets.age <= 90
+    # a ticket without a category is no repeat of anything: count categorised tickets only
+    recent = (tickets.age <= 90) & tickets.category.notnull()
     return recent.sum() - tickets.category.nunique(where=recent)
 
 
