@@ -46,42 +46,99 @@ class Grid:
     """The snapshot dates as a relation: ``as_of`` (date) and ``as_of_day`` (int)."""
 
     table: ir.Table
+    as_of_days: tuple[int, ...]
 
     @staticmethod
     def of(dates: list, backend: ibis.BaseBackend) -> Grid:  # type: ignore[type-arg]
-        memtable = ibis.memtable({"as_of": dates}, schema={"as_of": "date"})
-        return Grid(memtable.mutate(as_of_day=_day(memtable.as_of)))
+        from datetime import date
+
+        days = tuple((d - date(1970, 1, 1)).days for d in dates)
+        memtable = ibis.memtable({"as_of": dates, "as_of_day": list(days)},
+                                 schema={"as_of": "date", "as_of_day": "int64"})
+        return Grid(memtable, days)
+
+    def buckets(self, windows: dict[str, tuple[int, int]]) -> Buckets:
+        return bucket_windows(list(self.as_of_days), windows)
+
+
+USAGE_WINDOWS = {"w7": (0, 7), "w30": (0, 30), "prev30": (30, 60), "w90": (0, 90),
+                 "prev90": (90, 180)}
+"""Windows the usage features read, as (from, to) days before as_of: [as_of - to, as_of - from)."""
+FEATURE_WINDOWS = {"w30": (0, 30), "prev30": (30, 60), "w90": (0, 90)}
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """Days cut at every window edge of every snapshot, so each window is a union of buckets.
+
+    Events are summed per bucket once; a snapshot's window then reads a handful of bucket rows
+    instead of every day in it. ``calendar`` maps a day to its bucket, ``membership`` says for
+    each snapshot which buckets lie in which window.
+    """
+
+    calendar: ir.Table
+    membership: ir.Table
+
+
+def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]]) -> Buckets:
+    import bisect
+
+    cuts = sorted({day - edge for day in as_of_days for pair in windows.values()
+                   for edge in pair})
+    calendar = {"day": [], "bucket": []}  # type: dict[str, list[int]]
+    for day in range(cuts[0], cuts[-1]):
+        calendar["day"].append(day)
+        calendar["bucket"].append(bisect.bisect_right(cuts, day) - 1)
+    lookback = max(hi for _, hi in windows.values())
+    rows: dict[str, list[int]] = {"bucket": [], "as_of_day": [],
+                                  **{name: [] for name in windows}}
+    for as_of_day in as_of_days:
+        for index in range(len(cuts) - 1):
+            low, high = cuts[index], cuts[index + 1]
+            if low < as_of_day - lookback or high > as_of_day:
+                continue
+            rows["bucket"].append(index)
+            rows["as_of_day"].append(as_of_day)
+            for name, (start, end) in windows.items():
+                rows[name].append(int(low >= as_of_day - end and high <= as_of_day - start))
+    return Buckets(calendar=ibis.memtable(calendar, schema={"day": "int64", "bucket": "int64"}),
+                   membership=ibis.memtable(rows, schema={k: "int64" for k in rows}))
 
 
 def usage_by_user(events: ir.Table, grid: Grid, key_events: tuple[str, ...]) -> ir.Table:
     """One row per (account, as_of, user) active in the 180 days before as_of.
 
-    Events are first compacted to user-days, then each user-day meets only the snapshots whose
-    look-back window holds it. Per-user flags (active in the last 7/30/90 days, in the 30 or
-    90 days before those) make every distinct-user count a plain sum later.
+    Events are summed once per user and bucket (see :class:`Buckets`), and each bucket row
+    meets only the snapshots whose windows hold it. Per-user flags (active in the last 7/30/90
+    days, in the 30 or 90 days before those) make every distinct-user count a plain sum later.
     """
+    buckets = grid.buckets(USAGE_WINDOWS)
     is_key = events.event.isin(list(key_events)) if key_events else ibis.literal(True)
-    days = events.mutate(day=_day(events.event_ts), key=_flag(is_key)).group_by(
-        ["account_id", "user_id", "day"]).aggregate(
-        events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum())
-    g = grid.table
-    joined = days.join(g, [days.day < g.as_of_day,
-                           days.day >= g.as_of_day - USAGE_LOOKBACK_DAYS])
-    joined = joined.mutate(age=joined.as_of_day - joined.day)
-    age = joined.age
-    return joined.group_by(["account_id", "as_of", "user_id"]).aggregate(
-        active_7=_flag((age <= 7).any()),
-        active_30=_flag((age <= 30).any()),
-        active_prev_30=_flag(((age > 30) & (age <= 60)).any()),
-        active_90=_flag((age <= 90).any()),
-        active_prev_90=_flag((age > 90).any()),
-        days_30=(age <= 30).sum(),
-        events_30=joined.events.sum(where=age <= 30).fill_null(0),
-        events_prev_30=joined.events.sum(where=(age > 30) & (age <= 60)).fill_null(0),
-        quantity_30=joined.quantity.sum(where=age <= 30).fill_null(0),
-        key_30=joined.key_events.sum(where=age <= 30).fill_null(0),
-        last_age=age.min(),
+    # Integer keys: hashing ids once is far cheaper than grouping on strings twice.
+    dated = events.select(account=events.account_id.hash(), user=events.user_id.hash(),
+                          quantity=events.quantity, day=_day(events.event_ts), key=_flag(is_key))
+    dated = dated.join(buckets.calendar, "day")
+    per_bucket = dated.group_by(["account", "user", "bucket"]).aggregate(
+        events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
+        active_days=_.day.nunique(), last_day=_.day.max())
+    m = buckets.membership.join(grid.table, "as_of_day")
+    joined = per_bucket.join(m, "bucket")
+    per_user = joined.group_by(["account", "as_of", "user"]).aggregate(
+        active_7=joined.w7.max(),
+        active_30=joined.w30.max(),
+        active_prev_30=joined.prev30.max(),
+        active_90=joined.w90.max(),
+        active_prev_90=joined.prev90.max(),
+        days_30=(joined.active_days * joined.w30).sum(),
+        events_30=(joined.events * joined.w30).sum(),
+        events_prev_30=(joined.events * joined.prev30).sum(),
+        quantity_30=(joined.quantity * joined.w30).sum(),
+        key_30=(joined.key_events * joined.w30).sum(),
+        last_age=(joined.as_of_day - joined.last_day).min(),
     )
+    names = events.select("account_id").distinct()
+    names = names.mutate(account=names.account_id.hash())
+    return per_user.join(names, "account").drop("account")
 
 
 def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
@@ -98,16 +155,14 @@ def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
 
 def usage_by_feature(events: ir.Table, grid: Grid) -> ir.Table:
     """One row per (account, as_of, event name) used in the 90 days before as_of."""
-    days = events.mutate(day=_day(events.event_ts)).group_by(
-        ["account_id", "event", "day"]).aggregate(n=_.count())
-    g = grid.table
-    joined = days.join(g, [days.day < g.as_of_day, days.day >= g.as_of_day - 90])
-    age = joined.as_of_day - joined.day
+    buckets = grid.buckets(FEATURE_WINDOWS)
+    dated = events.select("account_id", "event", day=_day(events.event_ts)).join(
+        buckets.calendar, "day")
+    per_bucket = dated.select("account_id", "event", "bucket").distinct()
+    m = buckets.membership.join(grid.table, "as_of_day")
+    joined = per_bucket.join(m, "bucket")
     return joined.group_by(["account_id", "as_of", "event"]).aggregate(
-        used_30=_flag((age <= 30).any()),
-        used_prev_30=_flag(((age > 30) & (age <= 60)).any()),
-        used_90=_flag((age <= 90).any()),
-    )
+        used_30=joined.w30.max(), used_prev_30=joined.prev30.max(), used_90=joined.w90.max())
 
 
 def tickets_seen(tickets: ir.Table, grid: Grid) -> ir.Table:
