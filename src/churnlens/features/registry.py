@@ -22,6 +22,8 @@ Kind = Literal["number", "flag", "category"]
 Source = Literal["usage", "feature_usage", "tickets", "surveys", "subscriptions", "accounts",
                  "onboarding", "features"]
 
+PILLARS_ORDER: tuple[Pillar, ...] = ("onboarding", "adoption", "support", "satisfaction",
+                                     "commercial")
 ENTITY = "account_id"
 TIMESTAMP = "as_of"
 TIMESTAMP_RULE = ("A snapshot (account_id, as_of) describes what was knowable at the start of day "
