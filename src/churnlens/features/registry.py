@@ -19,8 +19,8 @@ import ibis.expr.types as ir
 
 Pillar = Literal["onboarding", "adoption", "support", "satisfaction", "commercial"]
 Kind = Literal["number", "flag", "category"]
-Source = Literal["usage", "feature_usage", "tickets", "surveys", "subscriptions", "accounts",
-                 "onboarding", "features"]
+Source = Literal["usage", "user_activity", "feature_usage", "tickets", "surveys",
+                 "subscriptions", "accounts", "onboarding", "features"]
 
 PILLARS_ORDER: tuple[Pillar, ...] = ("onboarding", "adoption", "support", "satisfaction",
                                      "commercial")
@@ -32,6 +32,7 @@ TIMESTAMP_RULE = ("A snapshot (account_id, as_of) describes what was knowable at
 
 SOURCE_TABLES: dict[str, tuple[str, ...]] = {
     "usage": ("usage_events",),
+    "user_activity": ("usage_events",),
     "feature_usage": ("usage_events",),
     "onboarding": ("accounts", "usage_events"),
     "tickets": ("tickets",),
@@ -41,7 +42,7 @@ SOURCE_TABLES: dict[str, tuple[str, ...]] = {
 }
 """Contract tables behind each source relation the feature functions receive."""
 
-AGGREGATED_SOURCES = ("usage", "feature_usage", "tickets", "surveys")
+AGGREGATED_SOURCES = ("usage", "user_activity", "feature_usage", "tickets", "surveys")
 """Sources with many rows per snapshot: their features are aggregate expressions."""
 STATE_SOURCES = ("subscriptions", "accounts", "onboarding")
 """Sources with one row per snapshot: their features are plain column expressions."""

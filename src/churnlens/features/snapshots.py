@@ -256,6 +256,8 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     relations: dict[str, ir.Table] = {}
     if "usage" in needed_sources:
         relations["usage"] = usage
+    if "user_activity" in needed_sources:
+        relations["user_activity"] = sources.user_activity_30d(events, grid)
     if "feature_usage" in needed_sources:
         relations["feature_usage"] = sources.usage_by_feature(events, grid)
     if "tickets" in needed_sources and "tickets" in tables:

@@ -69,11 +69,15 @@ FEATURE_WINDOWS = {"w30": (0, 30), "prev30": (30, 60), "w90": (0, 90)}
 
 @dataclass(frozen=True)
 class Buckets:
-    """Days cut at every window edge of every snapshot, so each window is a union of buckets.
+    """Days cut at every window edge of every snapshot, so each window is a run of buckets.
 
-    Events are summed per bucket once; a snapshot's window then reads a handful of bucket rows
-    instead of every day in it. ``calendar`` maps a day to its bucket, ``membership`` says for
-    each snapshot which buckets lie in which window.
+    Activity is summed once per (account, user, bucket). A snapshot's window then reads a
+    handful of bucket rows instead of every day in it, and a user counts once in a window at
+    the first of their active buckets inside it (the one whose previous active bucket lies
+    before the window's first bucket), so distinct users become plain sums per account.
+    ``calendar`` maps a day to its bucket; ``membership`` has, for each snapshot and bucket in
+    its look-back, ``<window>`` (1 when the bucket lies in that window) and ``<window>_first``
+    (the index of the window's first bucket).
     """
 
     calendar: ir.Table
@@ -90,8 +94,9 @@ def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]]) -
         calendar["day"].append(day)
         calendar["bucket"].append(bisect.bisect_right(cuts, day) - 1)
     lookback = max(hi for _, hi in windows.values())
-    rows: dict[str, list[int]] = {"bucket": [], "as_of_day": [],
-                                  **{name: [] for name in windows}}
+    rows: dict[str, list[int]] = {"bucket": [], "as_of_day": []}
+    for name in windows:
+        rows[name], rows[f"{name}_first"] = [], []
     for as_of_day in as_of_days:
         for index in range(len(cuts) - 1):
             low, high = cuts[index], cuts[index + 1]
@@ -101,44 +106,70 @@ def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]]) -
             rows["as_of_day"].append(as_of_day)
             for name, (start, end) in windows.items():
                 rows[name].append(int(low >= as_of_day - end and high <= as_of_day - start))
+                rows[f"{name}_first"].append(bisect.bisect_left(cuts, as_of_day - end))
     return Buckets(calendar=ibis.memtable(calendar, schema={"day": "int64", "bucket": "int64"}),
                    membership=ibis.memtable(rows, schema={k: "int64" for k in rows}))
 
 
-def usage_by_user(events: ir.Table, grid: Grid, key_events: tuple[str, ...]) -> ir.Table:
-    """One row per (account, as_of, user) active in the 180 days before as_of.
+def _first_in_window(joined: ir.Table, window: str) -> ir.IntegerValue:
+    """1 on the row that counts its key (user, feature) once in ``window``, else 0."""
+    first = (joined.previous_bucket < joined[f"{window}_first"]).ifelse(1, 0)
+    return joined[window] * first
 
-    Events are summed once per user and bucket (see :class:`Buckets`), and each bucket row
-    meets only the snapshots whose windows hold it. Per-user flags (active in the last 7/30/90
-    days, in the 30 or 90 days before those) make every distinct-user count a plain sum later.
+
+def _account_names(events: ir.Table) -> ir.Table:
+    names = events.select("account_id").distinct()
+    return names.mutate(account=names.account_id.hash())
+
+
+def usage_by_user(events: ir.Table, grid: Grid, key_events: tuple[str, ...]) -> ir.Table:
+    """Bucket rows of each user's activity, joined to every snapshot whose look-back holds them.
+
+    Summing a column over an account's rows for one as_of gives its value: ``active_30`` is 1
+    on a user's first active bucket in the last 30 days (so the sum counts distinct users),
+    ``events_30`` carries the bucket's events when it lies in that window, and so on.
     """
     buckets = grid.buckets(USAGE_WINDOWS)
     is_key = events.event.isin(list(key_events)) if key_events else ibis.literal(True)
-    # Integer keys: hashing ids once is far cheaper than grouping on strings twice.
+    # Integer keys: hashing ids once is far cheaper than grouping on strings.
     dated = events.select(account=events.account_id.hash(), user=events.user_id.hash(),
                           quantity=events.quantity, day=_day(events.event_ts), key=_flag(is_key))
     dated = dated.join(buckets.calendar, "day")
     per_bucket = dated.group_by(["account", "user", "bucket"]).aggregate(
         events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
         active_days=_.day.nunique(), last_day=_.day.max())
+    per_bucket = per_bucket.mutate(previous_bucket=per_bucket.bucket.lag().over(
+        group_by=["account", "user"], order_by="bucket").fill_null(-1))
     m = buckets.membership.join(grid.table, "as_of_day")
     joined = per_bucket.join(m, "bucket")
-    per_user = joined.group_by(["account", "as_of", "user"]).aggregate(
-        active_7=joined.w7.max(),
-        active_30=joined.w30.max(),
-        active_prev_30=joined.prev30.max(),
-        active_90=joined.w90.max(),
-        active_prev_90=joined.prev90.max(),
-        days_30=(joined.active_days * joined.w30).sum(),
-        events_30=(joined.events * joined.w30).sum(),
-        events_prev_30=(joined.events * joined.prev30).sum(),
-        quantity_30=(joined.quantity * joined.w30).sum(),
-        key_30=(joined.key_events * joined.w30).sum(),
-        last_age=(joined.as_of_day - joined.last_day).min(),
+    rows = joined.select(
+        "account", "as_of", "user",
+        active_7=_first_in_window(joined, "w7"),
+        active_30=_first_in_window(joined, "w30"),
+        active_prev_30=_first_in_window(joined, "prev30"),
+        active_90=_first_in_window(joined, "w90"),
+        active_prev_90=_first_in_window(joined, "prev90"),
+        days_30=joined.active_days * joined.w30,
+        events_30=joined.events * joined.w30,
+        events_prev_30=joined.events * joined.prev30,
+        quantity_30=joined.quantity * joined.w30,
+        key_30=joined.key_events * joined.w30,
+        last_age=joined.as_of_day - joined.last_day,
     )
-    names = events.select("account_id").distinct()
-    names = names.mutate(account=names.account_id.hash())
-    return per_user.join(names, "account").drop("account")
+    return rows.join(_account_names(events), "account").drop("account")
+
+
+def user_activity_30d(events: ir.Table, grid: Grid) -> ir.Table:
+    """One row per (account, as_of, user) active in the last 30 days, with their events."""
+    buckets = grid.buckets({"w30": (0, 30)})
+    dated = events.select(account=events.account_id.hash(), user=events.user_id.hash(),
+                          day=_day(events.event_ts)).join(buckets.calendar, "day")
+    per_bucket = dated.group_by(["account", "user", "bucket"]).aggregate(events=_.count())
+    m = buckets.membership.join(grid.table, "as_of_day")
+    joined = per_bucket.join(m.filter(m.w30 == 1), "bucket")
+    per_user = joined.group_by(["account", "as_of", "user"]).aggregate(
+        events_30=joined.events.sum())
+    return per_user.join(_account_names(events), "account").drop("account")
 
 
 def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
@@ -154,15 +185,20 @@ def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
 
 
 def usage_by_feature(events: ir.Table, grid: Grid) -> ir.Table:
-    """One row per (account, as_of, event name) used in the 90 days before as_of."""
+    """Bucket rows of each product feature's use, counted once per window like users are."""
     buckets = grid.buckets(FEATURE_WINDOWS)
-    dated = events.select("account_id", "event", day=_day(events.event_ts)).join(
-        buckets.calendar, "day")
-    per_bucket = dated.select("account_id", "event", "bucket").distinct()
+    dated = events.select(account=events.account_id.hash(), event=events.event,
+                          day=_day(events.event_ts)).join(buckets.calendar, "day")
+    per_bucket = dated.select("account", "event", "bucket").distinct()
+    per_bucket = per_bucket.mutate(previous_bucket=per_bucket.bucket.lag().over(
+        group_by=["account", "event"], order_by="bucket").fill_null(-1))
     m = buckets.membership.join(grid.table, "as_of_day")
     joined = per_bucket.join(m, "bucket")
-    return joined.group_by(["account_id", "as_of", "event"]).aggregate(
-        used_30=joined.w30.max(), used_prev_30=joined.prev30.max(), used_90=joined.w90.max())
+    rows = joined.select("account", "as_of", "event",
+                         used_30=_first_in_window(joined, "w30"),
+                         used_prev_30=_first_in_window(joined, "prev30"),
+                         used_90=_first_in_window(joined, "w90"))
+    return rows.join(_account_names(events), "account").drop("account")
 
 
 def tickets_seen(tickets: ir.Table, grid: Grid) -> ir.Table:

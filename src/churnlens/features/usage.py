@@ -91,9 +91,9 @@ def days_since_last_activity(usage: ir.Table) -> ir.Value:
 
 @feature(pillar="adoption", unit="share", window_days=30, higher_is_riskier=True,
          sentence="{pct}% of the last 30 days' activity came from a single user")
-def top_user_share_30d(usage: ir.Table) -> ir.Value:
+def top_user_share_30d(user_activity: ir.Table) -> ir.Value:
     """Share of the last 30 days' events that came from the most active user."""
-    return _ratio(usage.events_30.max(), usage.events_30.sum())
+    return _ratio(user_activity.events_30.max(), user_activity.events_30.sum())
 
 
 @feature(pillar="adoption", unit="features", window_days=30, higher_is_riskier=False, fill=0,
