@@ -5,6 +5,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
+from churnlens.features.expressions import ratio
 from churnlens.features.registry import feature
 
 STALLED_BELOW = 0.3
@@ -16,8 +17,7 @@ STALLED_BELOW = 0.3
          sentence="{pct}% of seats activated in the first 30 days")
 def seats_activated_share_30d(onboarding: ir.Table) -> ir.Value:
     """Share of the first subscription's seats whose users acted within 30 days of signup."""
-    seats = onboarding.seats_at_signup.cast("float64").nullif(0.0)
-    return onboarding.activated_users.cast("float64") / seats
+    return ratio(onboarding.activated_users, onboarding.seats_at_signup)
 
 
 @feature(pillar="onboarding", unit="days", higher_is_riskier=True,

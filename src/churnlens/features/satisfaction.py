@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ibis.expr.types as ir
 
+from churnlens.features.expressions import ratio
 from churnlens.features.registry import feature
 
 
 def _share(condition: ir.BooleanValue, window: ir.BooleanValue) -> ir.Value:
-    return (condition & window).sum().cast("float64") / window.sum().cast("float64").nullif(0.0)
+    return ratio((condition & window).sum(), window.sum())
 
 
 @feature(pillar="satisfaction", unit="NPS (0-10)", higher_is_riskier=False,
@@ -78,5 +79,4 @@ def nps_change_180d(features: ir.Table) -> ir.Value:
          higher_is_riskier=False, sentence="{value} NPS answers per seat in the last 180 days")
 def nps_response_rate_180d(features: ir.Table) -> ir.Value:
     """NPS answers in the last 180 days per paid seat (how engaged people are with surveys)."""
-    return features.nps_responses_180d.cast("float64") / features.seats.cast(
-        "float64").nullif(0.0)
+    return ratio(features.nps_responses_180d, features.seats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ibis.expr.types as ir
 
+from churnlens.features.expressions import ratio
 from churnlens.features.registry import feature
 
 
@@ -83,7 +84,7 @@ def days_since_last_ticket(tickets: ir.Table) -> ir.Value:
          sentence="{value} tickets per 10 seats in the last 90 days")
 def tickets_per_10_seats_90d(features: ir.Table) -> ir.Value:
     """Tickets in the last 90 days per 10 paid seats."""
-    return features.tickets_90d.cast("float64") * 10.0 / features.seats.cast("float64").nullif(0.0)
+    return ratio(features.tickets_90d * 10, features.seats)
 
 
 @feature(pillar="support", unit="tickets", window_days=90, higher_is_riskier=True,

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import ibis.expr.types as ir
 
+from churnlens.features.expressions import ratio as _ratio
 from churnlens.features.registry import feature
-
-
-def _ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.NumericValue:
-    """numerator / denominator, null when the denominator is zero or unknown."""
-    return numerator.cast("float64") / denominator.cast("float64").nullif(0.0)
 
 
 @feature(pillar="adoption", unit="users", window_days=7, higher_is_riskier=False, fill=0,
