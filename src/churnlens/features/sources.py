@@ -135,9 +135,13 @@ def usage_by_user(events: ir.Table, grid: Grid, key_events: tuple[str, ...]) -> 
     dated = events.select(account=events.account_id.hash(), user=events.user_id.hash(),
                           quantity=events.quantity, day=_day(events.event_ts), key=_flag(is_key))
     dated = dated.join(buckets.calendar, "day")
-    per_bucket = dated.group_by(["account", "user", "bucket"]).aggregate(
-        events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
-        active_days=_.day.nunique(), last_day=_.day.max())
+    # Two plain group-bys (user-days, then user-buckets) rather than a count of distinct days:
+    # a distinct count keeps a set per group, which is what made large histories spill.
+    per_day = dated.group_by(["account", "user", "bucket", "day"]).aggregate(
+        events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum())
+    per_bucket = per_day.group_by(["account", "user", "bucket"]).aggregate(
+        events=_.events.sum(), quantity=_.quantity.sum(), key_events=_.key_events.sum(),
+        active_days=_.count(), last_day=_.day.max())
     per_bucket = per_bucket.mutate(previous_bucket=per_bucket.bucket.lag().over(
         group_by=["account", "user"], order_by="bucket").fill_null(-1))
     m = buckets.membership.join(grid.table, "as_of_day")
