@@ -193,7 +193,9 @@ def _resolution(draw: Draw, created: datetime, floor: datetime) -> datetime | No
         return None
     start = max(created, floor)
     return start + draw(st.one_of(
-        st.sampled_from([timedelta(0), timedelta(microseconds=1), timedelta(hours=8)]),
+        st.just(timedelta(0)),
+        st.sampled_from([timedelta(microseconds=1), timedelta(hours=8),
+                         timedelta(hours=23, minutes=59, seconds=59, microseconds=999_999)]),
         st.integers(0, 3000 * 3600).map(lambda s: timedelta(seconds=s))))
 
 
@@ -236,9 +238,15 @@ ANYWHERE = ((-400, 200),)
 
 
 def _held_at_as_of(draw: Draw, account_id: str, new_id: Callable[[str], str]) -> list[Row]:
-    """Periods of one account, one of them held at AS_OF (started before, not ended before)."""
+    """Periods of one account, one of them held at AS_OF (started before, not ended before).
+
+    A third of them end late in the label window and may come back within the grace period,
+    the new period starting across the window's far edge.
+    """
     start = _day_offset(draw, -400, 0)
-    end = None if draw(st.booleans()) else _day_offset(draw, 0, 250)
+    shape = draw(st.integers(0, 2))
+    end = (None if shape == 0 else _day_offset(draw, 0, 250) if shape == 1
+           else draw(st.integers(HORIZON - 30, HORIZON - 1)))
     rows = [_sub_row(account_id, new_id("s"), _sub_fields(draw), start, end)]
     for _ in range(draw(st.integers(0, 2))):  # earlier periods
         previous_end = start - draw(st.one_of(st.sampled_from([0, 1, 30]), st.integers(0, 60)))

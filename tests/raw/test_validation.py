@@ -188,3 +188,24 @@ def test_row_counts_always_add_up(tmp_path: Path) -> None:
     surveys = report.tables["surveys"]
     assert surveys.rows_quarantined == 1
     assert {i.rule for i in surveys.issues} == {"out_of_range", "future_timestamp"}
+
+
+def test_a_table_whose_every_row_is_quarantined_loads_empty(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    for row in tables["tickets"]:
+        row["priority"] = "critical"
+    folder = write_tables(tmp_path / "raw", tables)
+    history = _validate(folder, quarantine=tmp_path / "q")
+    report = history.report.tables["tickets"]
+    assert (report.rows_in, report.rows_loaded, report.rows_quarantined) == (2, 0, 2)
+    assert history.tables["tickets"].count().execute() == 0
+    assert pq.read_table(tmp_path / "q" / "tickets.parquet").num_rows == 2
+
+
+def test_an_empty_optional_table_loads(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["surveys"] = []
+    folder = write_tables(tmp_path / "raw", tables)
+    history = _validate(folder, strict=True)
+    assert history.report.tables["surveys"].rows_in == 0
+    assert history.report.ok
