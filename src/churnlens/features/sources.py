@@ -117,12 +117,15 @@ def _first_in_window(joined: ir.Table, window: str) -> ir.IntegerValue:
     return joined[window] * first
 
 
-def _account_names(events: ir.Table) -> ir.Table:
-    names = events.select("account_id").distinct()
+def _account_names(accounts: ir.Table) -> ir.Table:
+    """Hashed account key back to account_id, from the small accounts table (validation has
+    already tied every event to a known account), so no extra pass over the events."""
+    names = accounts.select("account_id")
     return names.mutate(account=names.account_id.hash())
 
 
-def usage_by_user(events: ir.Table, grid: Grid, key_events: tuple[str, ...]) -> ir.Table:
+def usage_by_user(events: ir.Table, accounts: ir.Table, grid: Grid,
+                  key_events: tuple[str, ...]) -> ir.Table:
     """Bucket rows of each user's activity, joined to every snapshot whose look-back holds them.
 
     Summing a column over an account's rows for one as_of gives its value: ``active_30`` is 1
@@ -160,10 +163,10 @@ def usage_by_user(events: ir.Table, grid: Grid, key_events: tuple[str, ...]) -> 
         key_30=joined.key_events * joined.w30,
         last_age=joined.as_of_day - joined.last_day,
     )
-    return rows.join(_account_names(events), "account").drop("account")
+    return rows.join(_account_names(accounts), "account").drop("account")
 
 
-def user_activity_30d(events: ir.Table, grid: Grid) -> ir.Table:
+def user_activity_30d(events: ir.Table, accounts: ir.Table, grid: Grid) -> ir.Table:
     """One row per (account, as_of, user) active in the last 30 days, with their events."""
     buckets = grid.buckets({"w30": (0, 30)})
     dated = events.select(account=events.account_id.hash(), user=events.user_id.hash(),
@@ -173,7 +176,7 @@ def user_activity_30d(events: ir.Table, grid: Grid) -> ir.Table:
     joined = per_bucket.join(m.filter(m.w30 == 1), "bucket")
     per_user = joined.group_by(["account", "as_of", "user"]).aggregate(
         events_30=joined.events.sum())
-    return per_user.join(_account_names(events), "account").drop("account")
+    return per_user.join(_account_names(accounts), "account").drop("account")
 
 
 def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
@@ -188,7 +191,7 @@ def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
         last_age=(joined.as_of_day - joined.day).min())
 
 
-def usage_by_feature(events: ir.Table, grid: Grid) -> ir.Table:
+def usage_by_feature(events: ir.Table, accounts: ir.Table, grid: Grid) -> ir.Table:
     """Bucket rows of each product feature's use, counted once per window like users are."""
     buckets = grid.buckets(FEATURE_WINDOWS)
     dated = events.select(account=events.account_id.hash(), event=events.event,
@@ -202,7 +205,7 @@ def usage_by_feature(events: ir.Table, grid: Grid) -> ir.Table:
                          used_30=_first_in_window(joined, "w30"),
                          used_prev_30=_first_in_window(joined, "prev30"),
                          used_90=_first_in_window(joined, "w90"))
-    return rows.join(_account_names(events), "account").drop("account")
+    return rows.join(_account_names(accounts), "account").drop("account")
 
 
 def tickets_seen(tickets: ir.Table, grid: Grid) -> ir.Table:
