@@ -370,3 +370,26 @@ def test_later_rows_show_up_at_the_later_date(frame: pd.DataFrame) -> None:
             wrong.append(f"{account}.{name}: expected {expected!r}, got {actual!r}")
     assert not wrong, "; ".join(wrong)
 
+
+
+@pytest.mark.parametrize("others", [[], [-400], [-731, -200, 3]], ids=["alone", "a year before",
+                                                                      "far apart"])
+def test_values_do_not_depend_on_the_other_snapshot_dates(
+        frame: pd.DataFrame, tmp_path: Any, others: list[int]) -> None:
+    """Windows are cut into buckets at every snapshot's edges (and at most 63 days long, for
+    the active-days mask); a snapshot's values must not depend on which other dates share
+    the build."""
+    folder = write_tables(tmp_path / "raw", company())
+    history = validate_history(open_source(folder, Mapping()), now=NOW, strict=True)
+    spec = SnapshotSpec(history_end=date(2024, 7, 1))
+    dates = sorted({T, *(T + timedelta(days=d) for d in others)})
+    alone = snapshot_table(history.tables, history.backend, spec,
+                           plan(history.tables, spec, dates=dates)).execute()
+    alone["as_of"] = pd.to_datetime(alone["as_of"]).dt.date
+    for account in ACCOUNTS:
+        if account not in set(frame.loc[frame["as_of"] == T, "account_id"]):
+            continue
+        ours, reference = _row(alone, account, T), _row(frame, account, T)
+        wrong = [n for n in EXPECTED
+                 if not _same(ours[n], None if _is_null(reference[n]) else reference[n])]
+        assert not wrong, f"{account}: {wrong} differ"

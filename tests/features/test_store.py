@@ -84,3 +84,21 @@ def test_snapshots_have_one_row_per_account_and_date(company: Path, tmp_path: Pa
     assert not frame.duplicated(["account_id", "as_of"]).any()
     assert frame["labelled"].any() and not frame["labelled"].all()
     assert frame.loc[~frame["labelled"], "churned"].isna().all()
+
+
+def test_buckets_tile_every_window_and_stay_short() -> None:
+    """Every window of every snapshot is exactly a run of whole buckets, none over 63 days."""
+    from churnlens.features.sources import MAX_BUCKET_DAYS, USAGE_WINDOWS, bucket_windows
+
+    as_of_days = [19000, 19031, 19400, 20200]
+    buckets = bucket_windows(as_of_days, USAGE_WINDOWS)
+    calendar = buckets.calendar.execute()
+    assert calendar["offset"].max() < MAX_BUCKET_DAYS
+    membership = buckets.membership.execute()
+    day_bucket = dict(zip(calendar["day"], calendar["bucket"], strict=True))
+    for as_of_day in as_of_days:
+        mine = membership[membership["as_of_day"] == as_of_day]
+        for name, (start, end) in USAGE_WINDOWS.items():
+            expected = {day_bucket[d] for d in range(as_of_day - end, as_of_day - start)}
+            assert set(mine.loc[mine[name] == 1, "bucket"]) == expected, (as_of_day, name)
+            assert (mine[f"{name}_first"] == min(expected)).all()

@@ -246,7 +246,8 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     names = snapshot_plan.features
     needed_sources = {REGISTRY[n].source for n in names}
     events = tables["usage_events"]
-    usage = sources.usage_by_user(events, tables["accounts"], grid, spec.key_events)
+    rollups = sources.roll_up_events(events, tables["accounts"], grid, spec.key_events)
+    usage = sources.usage_by_user(rollups, grid)
     # inactivity: who acted in the inactivity_days before as_of, which may reach past the
     # 180-day look-back of ``usage``
     activity = (sources.last_activity(events, grid, spec.inactivity_days)
@@ -257,9 +258,9 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     if "usage" in needed_sources:
         relations["usage"] = usage
     if "user_activity" in needed_sources:
-        relations["user_activity"] = sources.user_activity_30d(events, tables["accounts"], grid)
+        relations["user_activity"] = sources.user_activity_30d(rollups, grid)
     if "feature_usage" in needed_sources:
-        relations["feature_usage"] = sources.usage_by_feature(events, tables["accounts"], grid)
+        relations["feature_usage"] = sources.usage_by_feature(rollups, grid)
     if "tickets" in needed_sources and "tickets" in tables:
         relations["tickets"] = sources.tickets_seen(tables["tickets"], grid)
     if "surveys" in needed_sources and "surveys" in tables:
@@ -270,7 +271,7 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
         relations["accounts"] = sources.account_state(tables["accounts"], pop)
     if "onboarding" in needed_sources:
         relations["onboarding"] = sources.onboarding_state(
-            tables["accounts"], events, tables.get("subscriptions"), pop, spec.key_events)
+            tables["accounts"], rollups, tables.get("subscriptions"), pop)
 
     wide = pop
     for source, relation in relations.items():

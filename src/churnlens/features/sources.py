@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 from ibis import _
 
@@ -64,7 +65,17 @@ class Grid:
 USAGE_WINDOWS = {"w7": (0, 7), "w30": (0, 30), "prev30": (30, 60), "w90": (0, 90),
                  "prev90": (90, 180)}
 """Windows the usage features read, as (from, to) days before as_of: [as_of - to, as_of - from)."""
-FEATURE_WINDOWS = {"w30": (0, 30), "prev30": (30, 60), "w90": (0, 90)}
+MAX_BUCKET_DAYS = 63
+
+
+@ibis.udf.agg.builtin(signature=((dt.int64,), dt.int64))
+def bit_or(mask):  # type: ignore[no-untyped-def]
+    """Bitwise OR of a column (DuckDB and Spark SQL both call it bit_or)."""
+
+
+@ibis.udf.scalar.builtin(signature=((dt.int64,), dt.int64))
+def bit_count(mask):  # type: ignore[no-untyped-def]
+    """Set bits of an integer (DuckDB and Spark SQL both call it bit_count)."""
 
 
 @dataclass(frozen=True)
@@ -87,12 +98,19 @@ class Buckets:
 def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]]) -> Buckets:
     import bisect
 
-    cuts = sorted({day - edge for day in as_of_days for pair in windows.values()
-                   for edge in pair})
-    calendar = {"day": [], "bucket": []}  # type: dict[str, list[int]]
+    edges = sorted({day - edge for day in as_of_days for pair in windows.values()
+                    for edge in pair})
+    cuts = [edges[0]]
+    for edge in edges[1:]:
+        # a bucket's active days are bits of one 64-bit mask, so no bucket may be longer
+        cuts.extend(range(cuts[-1] + MAX_BUCKET_DAYS, edge, MAX_BUCKET_DAYS))
+        cuts.append(edge)
+    calendar = {"day": [], "bucket": [], "offset": []}  # type: dict[str, list[int]]
     for day in range(cuts[0], cuts[-1]):
+        index = bisect.bisect_right(cuts, day) - 1
         calendar["day"].append(day)
-        calendar["bucket"].append(bisect.bisect_right(cuts, day) - 1)
+        calendar["bucket"].append(index)
+        calendar["offset"].append(day - cuts[index])
     lookback = max(hi for _, hi in windows.values())
     rows: dict[str, list[int]] = {"bucket": [], "as_of_day": []}
     for name in windows:
@@ -107,7 +125,7 @@ def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]]) -
             for name, (start, end) in windows.items():
                 rows[name].append(int(low >= as_of_day - end and high <= as_of_day - start))
                 rows[f"{name}_first"].append(bisect.bisect_left(cuts, as_of_day - end))
-    return Buckets(calendar=ibis.memtable(calendar, schema={"day": "int64", "bucket": "int64"}),
+    return Buckets(calendar=ibis.memtable(calendar, schema={k: "int64" for k in calendar}),
                    membership=ibis.memtable(rows, schema={k: "int64" for k in rows}))
 
 
@@ -124,38 +142,81 @@ def _account_names(accounts: ir.Table) -> ir.Table:
     return names.mutate(account=names.account_id.hash())
 
 
-def usage_by_user(events: ir.Table, accounts: ir.Table, grid: Grid,
-                  key_events: tuple[str, ...]) -> ir.Table:
-    """Bucket rows of each user's activity, joined to every snapshot whose look-back holds them.
+@dataclass(frozen=True)
+class EventRollups:
+    """The usage events read once per build and summed per bucket, for every usage source.
 
-    Summing a column over an account's rows for one as_of gives its value: ``active_30`` is 1
-    on a user's first active bucket in the last 30 days (so the sum counts distinct users),
-    ``events_30`` carries the bucket's events when it lies in that window, and so on.
+    ``per_user``: (account, user, bucket) with events, quantity, key_events, active_days,
+    first_day, last_day, first_key_day and previous_bucket (the user's previous active bucket,
+    -1 for none). ``per_feature``: (account, event, bucket, previous_bucket). Days before the
+    first window edge fall in bucket -1, which no window reads but onboarding (first days) does;
+    days on or after the last snapshot are never read at all. Accounts are hashed integers; join
+    ``names`` to get ``account_id`` back.
     """
+
+    per_user: ir.Table
+    per_feature: ir.Table
+    buckets: Buckets
+    names: ir.Table
+
+
+def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
+                   key_events: tuple[str, ...]) -> EventRollups:
     buckets = grid.buckets(USAGE_WINDOWS)
+    last_day = max(grid.as_of_days)
     is_key = events.event.isin(list(key_events)) if key_events else ibis.literal(True)
     # Integer keys: hashing ids once is far cheaper than grouping on strings.
     dated = events.select(account=events.account_id.hash(), user=events.user_id.hash(),
-                          quantity=events.quantity, day=_day(events.event_ts), key=_flag(is_key))
-    dated = dated.join(buckets.calendar, "day")
-    # Two plain group-bys (user-days, then user-buckets) rather than a count of distinct days:
-    # a distinct count keeps a set per group, which is what made large histories spill.
-    per_day = dated.group_by(["account", "user", "bucket", "day"]).aggregate(
-        events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum())
-    per_bucket = per_day.group_by(["account", "user", "bucket"]).aggregate(
-        events=_.events.sum(), quantity=_.quantity.sum(), key_events=_.key_events.sum(),
-        active_days=_.count(), last_day=_.day.max())
-    per_bucket = per_bucket.mutate(previous_bucket=per_bucket.bucket.lag().over(
+                          event=events.event, quantity=events.quantity,
+                          day=_day(events.event_ts), key=_flag(is_key))
+    dated = dated.filter(dated.day < last_day).pipe(attach, buckets.calendar, "day")
+    dated = dated.mutate(bucket=dated.bucket.fill_null(-1),
+                         day_bit=ibis.literal(1, "int64") << dated.offset.fill_null(0))
+    # One group-by; active days are the set bits of a per-bucket mask of days, so there is no
+    # per-group set of distinct days to keep (which is what made large histories spill).
+    per_user = dated.group_by(["account", "user", "bucket"]).aggregate(
+        events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
+        day_mask=bit_or(_.day_bit), first_day=_.day.min(), last_day=_.day.max(),
+        first_key_day=(_.key > 0).ifelse(_.day, ibis.null("int64")).min())
+    per_user = per_user.mutate(active_days=bit_count(per_user.day_mask)).drop("day_mask")
+    per_user = per_user.mutate(previous_bucket=per_user.bucket.lag().over(
         group_by=["account", "user"], order_by="bucket").fill_null(-1))
-    m = buckets.membership.join(grid.table, "as_of_day")
-    joined = per_bucket.join(m, "bucket")
+    per_feature = dated.select("account", "event", "bucket").distinct()
+    per_feature = per_feature.mutate(previous_bucket=per_feature.bucket.lag().over(
+        group_by=["account", "event"], order_by="bucket").fill_null(-1))
+    return EventRollups(per_user=per_user, per_feature=per_feature, buckets=buckets,
+                        names=_account_names(accounts))
+
+
+def _in_windows(rollups: EventRollups, grid: Grid, rows: ir.Table) -> ir.Table:
+    """Bucket rows joined to every snapshot whose look-back holds them."""
+    membership = rollups.buckets.membership.join(grid.table, "as_of_day")
+    return rows.join(membership, "bucket")
+
+
+def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
+    """Activity rows per (account, as_of); summing a column over them gives a feature.
+
+    ``active_30`` counts a user once, on their first active bucket in the last 30 days, so its
+    sum is the distinct active users; ``events_30`` carries the events in that window, and so
+    on. Users of an account that share (bucket, previous bucket) are summed into one row
+    first, which is what keeps the join to the snapshots small.
+    """
+    cohorts = rollups.per_user.group_by(["account", "bucket", "previous_bucket"]).aggregate(
+        users=_.count(), events=_.events.sum(), quantity=_.quantity.sum(),
+        key_events=_.key_events.sum(), active_days=_.active_days.sum(), last_day=_.last_day.max())
+    joined = _in_windows(rollups, grid, cohorts)
+
+    def users_in(window: str) -> ir.IntegerValue:
+        return joined.users * _first_in_window(joined, window)
+
     rows = joined.select(
-        "account", "as_of", "user",
-        active_7=_first_in_window(joined, "w7"),
-        active_30=_first_in_window(joined, "w30"),
-        active_prev_30=_first_in_window(joined, "prev30"),
-        active_90=_first_in_window(joined, "w90"),
-        active_prev_90=_first_in_window(joined, "prev90"),
+        "account", "as_of",
+        active_7=users_in("w7"),
+        active_30=users_in("w30"),
+        active_prev_30=users_in("prev30"),
+        active_90=users_in("w90"),
+        active_prev_90=users_in("prev90"),
         days_30=joined.active_days * joined.w30,
         events_30=joined.events * joined.w30,
         events_prev_30=joined.events * joined.prev30,
@@ -163,20 +224,16 @@ def usage_by_user(events: ir.Table, accounts: ir.Table, grid: Grid,
         key_30=joined.key_events * joined.w30,
         last_age=joined.as_of_day - joined.last_day,
     )
-    return rows.join(_account_names(accounts), "account").drop("account")
+    return rows.join(rollups.names, "account").drop("account")
 
 
-def user_activity_30d(events: ir.Table, accounts: ir.Table, grid: Grid) -> ir.Table:
+def user_activity_30d(rollups: EventRollups, grid: Grid) -> ir.Table:
     """One row per (account, as_of, user) active in the last 30 days, with their events."""
-    buckets = grid.buckets({"w30": (0, 30)})
-    dated = events.select(account=events.account_id.hash(), user=events.user_id.hash(),
-                          day=_day(events.event_ts)).join(buckets.calendar, "day")
-    per_bucket = dated.group_by(["account", "user", "bucket"]).aggregate(events=_.count())
-    m = buckets.membership.join(grid.table, "as_of_day")
-    joined = per_bucket.join(m.filter(m.w30 == 1), "bucket")
+    joined = _in_windows(rollups, grid, rollups.per_user)
+    joined = joined.filter(joined.w30 == 1)
     per_user = joined.group_by(["account", "as_of", "user"]).aggregate(
         events_30=joined.events.sum())
-    return per_user.join(_account_names(accounts), "account").drop("account")
+    return per_user.join(rollups.names, "account").drop("account")
 
 
 def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
@@ -191,21 +248,14 @@ def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
         last_age=(joined.as_of_day - joined.day).min())
 
 
-def usage_by_feature(events: ir.Table, accounts: ir.Table, grid: Grid) -> ir.Table:
-    """Bucket rows of each product feature's use, counted once per window like users are."""
-    buckets = grid.buckets(FEATURE_WINDOWS)
-    dated = events.select(account=events.account_id.hash(), event=events.event,
-                          day=_day(events.event_ts)).join(buckets.calendar, "day")
-    per_bucket = dated.select("account", "event", "bucket").distinct()
-    per_bucket = per_bucket.mutate(previous_bucket=per_bucket.bucket.lag().over(
-        group_by=["account", "event"], order_by="bucket").fill_null(-1))
-    m = buckets.membership.join(grid.table, "as_of_day")
-    joined = per_bucket.join(m, "bucket")
+def usage_by_feature(rollups: EventRollups, grid: Grid) -> ir.Table:
+    """Rows of each product feature's use, counted once per window like users are."""
+    joined = _in_windows(rollups, grid, rollups.per_feature)
     rows = joined.select("account", "as_of", "event",
                          used_30=_first_in_window(joined, "w30"),
                          used_prev_30=_first_in_window(joined, "prev30"),
                          used_90=_first_in_window(joined, "w90"))
-    return rows.join(_account_names(accounts), "account").drop("account")
+    return rows.join(rollups.names, "account").drop("account")
 
 
 def tickets_seen(tickets: ir.Table, grid: Grid) -> ir.Table:
@@ -324,8 +374,8 @@ def account_state(accounts: ir.Table, population: ir.Table) -> ir.Table:
                          "created_day")
 
 
-def onboarding_state(accounts: ir.Table, events: ir.Table, subscriptions: ir.Table | None,
-                     population: ir.Table, key_events: tuple[str, ...]) -> ir.Table:
+def onboarding_state(accounts: ir.Table, rollups: EventRollups,
+                     subscriptions: ir.Table | None, population: ir.Table) -> ir.Table:
     """What the first 30 days showed, as far as they had happened by as_of.
 
     A user's first event, an account's first key action and its first subscription are each a
@@ -333,8 +383,9 @@ def onboarding_state(accounts: ir.Table, events: ir.Table, subscriptions: ir.Tab
     as_of is masked, so nothing later leaks in.
     """
     a = accounts.select("account_id", created_day=_day(accounts.created_at))
-    first_seen = events.group_by(["account_id", "user_id"]).aggregate(
-        first_day=_day(events.event_ts.min()))
+    per_user = rollups.per_user
+    first_seen = per_user.group_by(["account", "user"]).aggregate(first_day=_.first_day.min())
+    first_seen = first_seen.join(rollups.names, "account")
     early = first_seen.pipe(attach, a, "account_id", how="inner")
     early = early.filter(early.first_day < early.created_day + ONBOARDING_DAYS)
     by_day = early.group_by(["account_id", "first_day"]).aggregate(users=_.count())
@@ -346,8 +397,8 @@ def onboarding_state(accounts: ir.Table, events: ir.Table, subscriptions: ir.Tab
     partial = partial.group_by(["account_id", "as_of"]).aggregate(
         activated_users=partial.users.sum())
 
-    key = events.filter(events.event.isin(list(key_events))) if key_events else events
-    first_key = key.group_by("account_id").aggregate(first_key_day=_day(key.event_ts.min()))
+    first_key = per_user.group_by("account").aggregate(first_key_day=_.first_key_day.min())
+    first_key = first_key.join(rollups.names, "account").drop("account")
     state = (pop.pipe(attach, partial, ["account_id", "as_of"])
              .pipe(attach, first_key, "account_id"))
     if subscriptions is not None:
