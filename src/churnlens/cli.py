@@ -274,6 +274,102 @@ def features(
     console.print(f"Report written to [bold]{report_file}[/]")
 
 
+# --------------------------------------------------------------------------- training
+
+
+def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
+    table = Table(title=f"Validation ({', '.join(report['split']['validation'])})")
+    for column in ("target", "model", "ROC AUC", "PR AUC", "Brier", "ECE", "top-decile lift"):
+        table.add_column(column, justify="right" if column not in ("target", "model") else "left")
+
+    def row(target: str, name: str, m: dict) -> None:  # type: ignore[type-arg]
+        def interval(key: str, fmt: str) -> str:
+            text = format(m[key], fmt)
+            if f"{key}_low" in m:
+                text += f" [dim]({format(m[key + '_low'], fmt)}-{format(m[key + '_high'], fmt)})[/]"
+            return text
+        table.add_row(target, name, interval("roc_auc", ".3f"), interval("pr_auc", ".3f"),
+                      interval("brier", ".4f"), interval("ece", ".4f"),
+                      interval("top_decile_lift", ".2f"))
+
+    for target in ("churn", "expansion"):
+        figures = report[target]
+        row(target, f"LightGBM ({figures['calibrator']})", figures["validation"])
+        row(target, "logistic baseline", figures["baseline"])
+        oracle = figures.get("oracle")
+        if oracle:
+            table.add_row(target, "oracle (true probabilities)", f"{oracle['roc_auc']:.3f}",
+                          f"{oracle['pr_auc']:.3f}", f"{oracle['brier']:.4f}",
+                          f"{oracle['ece']:.4f}", "")
+    console.print(table)
+    for target in ("churn", "expansion"):
+        oracle = report[target].get("oracle")
+        if oracle:
+            console.print(f"{target}: model AUC is {oracle['auc_ratio']:.3f} x the oracle's")
+    colour = "green" if report["promoted"] else "yellow"
+    console.print(f"[{colour}]{report['reason']}[/]")
+
+
+@app.command()
+def train(
+    horizon_days: Annotated[int | None, typer.Option(help="Label window the snapshots were "
+                                                     "built with \\[default: 90].")] = None,
+    validation_months: Annotated[int | None, typer.Option(
+        help="Latest labelled snapshot dates held out for validation \\[default: 3].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for fitting and bootstrap.")] = None,
+    mlflow_tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow store \\[default: sqlite under HOME].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Train calibrated churn and expansion models on the snapshots in HOME/features.
+
+    Validation is out of time (the latest snapshots whose horizon has elapsed). The run is
+    logged to MLflow with a logistic-regression baseline, registered, and becomes champion
+    only if it is not worse than the current one on the same validation snapshots.
+    """
+    from churnlens.training.splits import NotEnoughHistory
+    from churnlens.training.train import train as run_training
+
+    settings = _settings(horizon_days=horizon_days, validation_months=validation_months,
+                         seed=seed, mlflow_tracking_uri=mlflow_tracking_uri)
+    try:
+        if as_json:
+            result = run_training(settings)
+        else:
+            with console.status("Training...") as status:
+                result = run_training(settings, progress=lambda text: status.update(
+                    f"Training: {text}..."))
+    except (FileNotFoundError, NotEnoughHistory, ValueError) as error:
+        errors.print(f"[red]Cannot train:[/] {error}")
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.report, indent=2, default=str) + "\n")
+        return
+    print_train_report(result.report)
+    console.print(f"MLflow run [bold]{result.run_id}[/] in "
+                  f"[bold]{result.report.get('tracking_uri', settings.layout.mlflow_db)}[/]")
+    console.print(f"Report written to [bold]{result.report_path}[/]")
+    if result.bundle:
+        console.print(f"Champion bundle exported to [bold]{result.bundle}[/]")
+
+
+@app.command()
+def promote(
+    run_id: Annotated[str, typer.Argument(help="MLflow run id whose models become champion.")],
+) -> None:
+    """Make a run's models champion by hand (recorded on the run as a manual promotion)."""
+    from churnlens.training.train import promote as run_promote
+
+    settings = _settings()
+    try:
+        result = run_promote(settings, run_id)
+    except LookupError as error:
+        errors.print(f"[red]Cannot promote:[/] {error}")
+        raise typer.Exit(2) from None
+    console.print(f"Run [bold]{run_id}[/] is champion ({result['reason']}); bundle exported to "
+                  f"[bold]{result['bundle']}[/]")
+
+
 # --------------------------------------------------------------------------- demo
 
 

@@ -52,6 +52,34 @@ class Settings(BaseSettings):
         description="Event names that mean the customer got value (time to first value).")
     feature_set: str = Field("churn_v1", description="Named feature set to build.")
 
+    # training
+    validation_months: int = Field(
+        3, gt=0, description="Latest labelled snapshot dates held out as the out-of-time "
+        "validation slice.")
+    calibration_months: int = Field(
+        3, gt=0, description="Snapshot dates before validation that fit the calibrator.")
+    tuning_months: int = Field(
+        3, gt=0, description="Snapshot dates before calibration that choose hyper-parameters "
+        "and the number of trees (early stopping).")
+    seed: int = Field(7, description="Seed for model fitting and bootstrap intervals.")
+    bootstrap: int = Field(200, ge=0, description="Bootstrap resamples (over accounts) for "
+                           "confidence intervals; 0 turns them off.")
+    high_touch_arr: float = Field(100_000.0, description="ARR from which an account is "
+                                  "high-touch.")
+    mid_touch_arr: float = Field(20_000.0, description="ARR from which an account is mid-touch "
+                                 "(below: tech-touch).")
+    gate_auc_tolerance: float = Field(
+        0.005, ge=0, description="A challenger may lose this much ROC AUC and still be promoted.")
+    gate_brier_tolerance: float = Field(
+        0.001, ge=0, description="A challenger may gain this much Brier score and still be "
+        "promoted.")
+    model_params: dict[str, Any] = Field(
+        default_factory=dict, description="LightGBM parameters fixed for this run (they skip "
+        "the search), e.g. {num_leaves: 7}.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow store; default SQLite at HOME/mlflow.db. MLFLOW_TRACKING_URI "
+        "also works.")
+
     # execution
     backend: Literal["duckdb"] = "duckdb"
     duckdb_memory_limit: str | None = Field(

@@ -1,0 +1,191 @@
+"""The champion bundle: everything serving needs, in one folder, without MLflow.
+
+    HOME/models/<version>/
+        manifest.json            version, run, dates, files with their SHA-256
+        feature_space.json       feature names in model order and categorical levels
+        registry.json            the registry entries of those features, as trained
+        metrics.json             the run's validation report
+        churn.lgb.txt            LightGBM model (text format)
+        churn.calibrator.json    calibrator (plain numbers)
+        expansion.lgb.txt, expansion.calibrator.json
+
+Loading re-hashes every file and compares the feature list with the registry of the code that
+loads it; any difference is refused with a message that names it, because a model scoring
+features it was not trained on gives confident nonsense.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from churnlens.features.registry import REGISTRY, load_all
+from churnlens.training.calibration import Calibrator
+from churnlens.training.matrix import FeatureSpace
+
+TARGETS = ("churn", "expansion")
+LABEL_OF = {"churn": "churned", "expansion": "expanded"}
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+class BundleError(RuntimeError):
+    """A bundle that cannot be trusted: missing, tampered or built for other features."""
+
+
+@dataclass(frozen=True)
+class TargetModel:
+    booster: lgb.Booster
+    calibrator: Calibrator
+
+    def raw(self, x: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.booster.predict(x), dtype=float)
+
+    def probability(self, x: pd.DataFrame) -> np.ndarray:
+        return np.clip(self.calibrator(self.raw(x)), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+    space: FeatureSpace
+    models: dict[str, TargetModel]
+    metrics: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    def score(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Calibrated probability of each target for snapshot rows."""
+        x = self.space.matrix(frame)
+        return {target: model.probability(x) for target, model in self.models.items()}
+
+
+def registry_entries(features: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    load_all()
+    return {name: {"pillar": REGISTRY[name].pillar, "kind": REGISTRY[name].kind,
+                   "unit": REGISTRY[name].unit, "description": REGISTRY[name].description,
+                   "sentence": REGISTRY[name].sentence,
+                   "higher_is_riskier": REGISTRY[name].higher_is_riskier}
+            for name in features}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
+                 models: dict[str, TargetModel], metrics: dict[str, Any],
+                 info: dict[str, Any]) -> Path:
+    """Write the bundle to a staging folder, then rename it into place (never half-written)."""
+    staging = folder.with_name(folder.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    files: dict[str, str] = {}
+
+    def put(name: str, text: str) -> None:
+        (staging / name).write_text(text)
+
+    put("feature_space.json", json.dumps(space.to_json(), indent=2))
+    put("registry.json", json.dumps(registry_entries(space.features), indent=2))
+    put("metrics.json", json.dumps(metrics, indent=2, default=str))
+    for target, model in models.items():
+        put(f"{target}.lgb.txt", model.booster.model_to_string())
+        put(f"{target}.calibrator.json", json.dumps(model.calibrator.to_json(), indent=2))
+    for path in sorted(staging.iterdir()):
+        files[path.name] = _sha256(path)
+    manifest = {"format": FORMAT, "version": version, "targets": list(models),
+                "features": list(space.features), **info, "files": files}
+    put(MANIFEST, json.dumps(manifest, indent=2, default=str))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(staging, folder)
+    return folder
+
+
+def load_bundle(folder: Path) -> Bundle:
+    """Load and verify a bundle; raise :class:`BundleError` saying what is wrong."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{folder} is not a model bundle: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from exc
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"{folder}: bundle format {manifest.get('format')!r}, this churnlens "
+                          f"reads format {FORMAT}")
+    files: dict[str, str] = manifest.get("files", {})
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise BundleError(f"{folder}: {name} is listed in the manifest but missing")
+        actual = _sha256(path)
+        if actual != expected:
+            raise BundleError(f"{folder}: {name} does not match its checksum (expected "
+                              f"{expected[:12]}..., found {actual[:12]}...); the bundle was "
+                              "changed after export. Re-export it with `churnlens promote`.")
+    for target in manifest.get("targets", []):
+        for name in (f"{target}.lgb.txt", f"{target}.calibrator.json"):
+            if name not in files:
+                raise BundleError(f"{folder}: {name} is not covered by the manifest")
+    space = FeatureSpace.from_json(json.loads((folder / "feature_space.json").read_text()))
+    _check_registry(folder, space, json.loads((folder / "registry.json").read_text()))
+    if list(space.features) != list(manifest["features"]):
+        raise BundleError(f"{folder}: feature_space.json and the manifest list different "
+                          "features")
+    models = {}
+    for target in manifest["targets"]:
+        booster = lgb.Booster(model_str=(folder / f"{target}.lgb.txt").read_text())
+        if booster.feature_name() != list(space.features):
+            raise BundleError(f"{folder}: the {target} model was trained on other features "
+                              "than the bundle lists")
+        calibrator = Calibrator.from_json(
+            json.loads((folder / f"{target}.calibrator.json").read_text()))
+        models[target] = TargetModel(booster=booster, calibrator=calibrator)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return Bundle(path=folder, manifest=manifest, space=space, models=models, metrics=metrics)
+
+
+def _check_registry(folder: Path, space: FeatureSpace, trained: dict[str, Any]) -> None:
+    current = registry_entries(tuple(n for n in space.features if n in REGISTRY))
+    unknown = [n for n in space.features if n not in REGISTRY]
+    if unknown:
+        raise BundleError(f"{folder}: the model uses features this churnlens does not define: "
+                          f"{unknown[:5]}")
+    changed = [n for n in space.features
+               if trained.get(n, {}).get("kind") != current[n]["kind"]
+               or trained.get(n, {}).get("pillar") != current[n]["pillar"]
+               or trained.get(n, {}).get("unit") != current[n]["unit"]]
+    if changed:
+        raise BundleError(f"{folder}: these features are defined differently now than when the "
+                          f"model was trained: {changed[:5]}; retrain")
+
+
+def latest_bundle(models_root: Path) -> Path | None:
+    """The bundle HOME/models/champion points at (a small text file naming the version)."""
+    pointer = models_root / "CHAMPION"
+    if not pointer.is_file():
+        return None
+    return models_root / pointer.read_text().strip()
+
+
+def point_champion(models_root: Path, version: str) -> None:
+    tmp = models_root / "CHAMPION.tmp"
+    tmp.write_text(version + "\n")
+    os.replace(tmp, models_root / "CHAMPION")

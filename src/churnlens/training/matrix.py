@@ -1,0 +1,72 @@
+"""From stored snapshots to the matrices models read, the same way at training and serving.
+
+Categories are fixed when a model is trained and travel in its bundle, so a plan name the
+model never saw becomes missing at serving instead of silently shifting every other code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from churnlens.features.pipeline import read_snapshots
+from churnlens.features.registry import REGISTRY, load_all
+from churnlens.features.store import read_manifest
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    """The model's inputs: feature names in order and, for categorical ones, their levels."""
+
+    features: tuple[str, ...]
+    categories: dict[str, list[str]]
+
+    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Model input from snapshot rows: numbers as float64, categories with fixed levels."""
+        missing = [name for name in self.features if name not in frame.columns]
+        if missing:
+            raise KeyError(f"snapshot rows lack the model's features: {missing[:5]}"
+                           f"{' ...' if len(missing) > 5 else ''}")
+        columns = {}
+        for name in self.features:
+            if name in self.categories:
+                columns[name] = pd.Categorical(frame[name].astype("object"),
+                                               categories=self.categories[name])
+            else:
+                columns[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+        return pd.DataFrame(columns, index=frame.index)
+
+    def to_json(self) -> dict[str, object]:
+        return {"features": list(self.features), "categories": self.categories}
+
+    @staticmethod
+    def from_json(data: dict[str, object]) -> FeatureSpace:
+        return FeatureSpace(features=tuple(data["features"]),  # type: ignore[arg-type]
+                            categories=dict(data["categories"]))  # type: ignore[arg-type]
+
+
+def feature_space(frame: pd.DataFrame, features: tuple[str, ...]) -> FeatureSpace:
+    """Levels of each categorical feature as seen in ``frame`` (sorted, so runs agree)."""
+    load_all()
+    categories = {name: sorted(str(v) for v in frame[name].dropna().unique())
+                  for name in features if REGISTRY[name].kind == "category"}
+    return FeatureSpace(features=features, categories=categories)
+
+
+def load_snapshots(features_root: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Every stored snapshot, and the feature list the store was built with."""
+    manifest = read_manifest(features_root)
+    if manifest is None:
+        raise FileNotFoundError(
+            f"no feature snapshots under {features_root}: run `churnlens features` first")
+    frame = read_snapshots(features_root).to_pandas()
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+    frame = frame.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
+    return frame, tuple(manifest["features"])
+
+
+def labels_of(frame: pd.DataFrame, target: str) -> np.ndarray:
+    return frame[target].astype(bool).to_numpy().astype(np.int8)

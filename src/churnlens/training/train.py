@@ -1,0 +1,457 @@
+"""``churnlens train``: fit, calibrate, evaluate, record in MLflow, gate, maybe promote.
+
+One run trains both targets on the same out-of-time slices (``splits.py``), evaluates them
+beside a logistic-regression baseline and, on a generated company, beside the oracle, logs
+everything to MLflow, registers both models, and moves the ``champion`` alias only when the
+run is not worse than the current champion on this run's validation snapshots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnlens.features.registry import REGISTRY
+from churnlens.features.store import SNAPSHOTS, read_manifest
+from churnlens.settings import Settings
+from churnlens.training import evaluation, explain, models, plots, tracking
+from churnlens.training.bundle import (
+    LABEL_OF,
+    TARGETS,
+    TargetModel,
+    load_bundle,
+    point_champion,
+    write_bundle,
+)
+from churnlens.training.calibration import FITTERS, Calibrator
+from churnlens.training.matrix import FeatureSpace, feature_space, labels_of, load_snapshots
+from churnlens.training.metrics import brier, evaluate
+from churnlens.training.pyfunc import CalibratedModel, model_input
+from churnlens.training.splits import TimeSplit, split_dates
+
+
+@dataclass
+class TargetFit:
+    target: str
+    search: models.Search
+    model: TargetModel
+    calibrators: dict[str, float]
+    """Validation Brier score of each calibrator kind tried."""
+    validation: np.ndarray
+    baseline_validation: np.ndarray
+    raw_validation: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    report: dict[str, Any]
+    report_path: Path
+    promoted: bool
+    reason: str
+    bundle: Path | None
+
+
+def _threads(settings: Settings) -> int:
+    return settings.threads or os.cpu_count() or 1
+
+
+def _slices(frame: pd.DataFrame, split: TimeSplit) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name in ("fit", "tuning", "calibration", "validation"):
+        dates = set(getattr(split, name))
+        out[name] = frame[frame["as_of"].isin(dates)]
+    return out
+
+
+def _calibrate(raw_cal: np.ndarray, y_cal: np.ndarray, raw_val: np.ndarray, y_val: np.ndarray
+               ) -> tuple[Calibrator, dict[str, float]]:
+    """Fit every calibrator kind on the calibration slice; keep the best on validation Brier."""
+    scores: dict[str, float] = {}
+    fitted: dict[str, Calibrator] = {}
+    for kind, fit in FITTERS.items():
+        fitted[kind] = fit(raw_cal, y_cal)
+        scores[kind] = brier(y_val, fitted[kind](raw_val))
+    best = min(scores, key=lambda k: (scores[k], k))
+    return fitted[best], scores
+
+
+def fit_target(target: str, parts: dict[str, pd.DataFrame], space: FeatureSpace,
+               settings: Settings) -> TargetFit:
+    label = LABEL_OF[target]
+    x = {name: space.matrix(part) for name, part in parts.items()}
+    y = {name: labels_of(part, label) for name, part in parts.items()}
+    for name in ("fit", "tuning", "calibration"):
+        if not 0 < y[name].sum() < len(y[name]):
+            raise ValueError(f"the {name} slice has no {'positive' if not y[name].sum() else 'negative'} "
+                             f"'{label}' labels ({len(y[name])} snapshots); a {target} model "
+                             "cannot be trained on this history")
+    search = models.search_lightgbm(x["fit"], y["fit"], x["tuning"], y["tuning"], settings.seed,
+                                    _threads(settings), fixed=settings.model_params or None)
+    train_x = pd.concat([x["fit"], x["tuning"]])
+    train_y = np.concatenate([y["fit"], y["tuning"]])
+    booster = models.fit_lightgbm(train_x, train_y, search.chosen)
+    raw_cal = models.predict_lightgbm(booster, x["calibration"])
+    raw_val = models.predict_lightgbm(booster, x["validation"])
+    calibrator, scores = _calibrate(raw_cal, y["calibration"], raw_val, y["validation"])
+
+    baseline = models.fit_baseline(train_x, train_y, settings.seed)
+    base_cal = models.predict_baseline(baseline, x["calibration"])
+    base_val = models.predict_baseline(baseline, x["validation"])
+    base_calibrator, _ = _calibrate(base_cal, y["calibration"], base_val, y["validation"])
+    return TargetFit(target=target, search=search,
+                     model=TargetModel(booster=booster, calibrator=calibrator),
+                     calibrators=scores, validation=np.clip(calibrator(raw_val), 0, 1),
+                     baseline_validation=np.clip(base_calibrator(base_val), 0, 1),
+                     raw_validation=raw_val)
+
+
+def data_fingerprint(features_root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted((features_root / SNAPSHOTS).rglob("*.parquet")):
+        digest.update(str(path.relative_to(features_root)).encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5, check=False)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _check_store(features_root: Path, settings: Settings) -> dict[str, Any]:
+    manifest = read_manifest(features_root)
+    if manifest is None:
+        raise FileNotFoundError(
+            f"no feature snapshots under {features_root}: run `churnlens features` first")
+    built = manifest["settings"].get("horizon_days")
+    if built != settings.horizon_days:
+        raise ValueError(
+            f"the snapshots under {features_root} were labelled with a {built}-day horizon, "
+            f"not {settings.horizon_days}; rebuild them with `churnlens features "
+            f"--horizon-days {settings.horizon_days}` or train with --horizon-days {built}")
+    return manifest
+
+
+def evaluate_target(fit: TargetFit, val: pd.DataFrame, settings: Settings,
+                    truth: pd.DataFrame | None) -> dict[str, Any]:
+    y = labels_of(val, LABEL_OF[fit.target])
+    accounts = val["account_id"].to_numpy()
+    figures: dict[str, Any] = {
+        "validation": evaluate(y, fit.validation, accounts, settings.bootstrap, settings.seed),
+        "baseline": evaluate(y, fit.baseline_validation, accounts, settings.bootstrap,
+                             settings.seed),
+        "uncalibrated": evaluate(y, fit.raw_validation),
+        "segments": evaluation.by_segment(
+            val, y, fit.validation,
+            evaluation.segments(val, settings.high_touch_arr, settings.mid_touch_arr),
+            settings.bootstrap // 2, settings.seed),
+        "calibrator": fit.model.calibrator.kind,
+        "calibrator_validation_brier": fit.calibrators,
+        "model": {"search": fit.search.table(), "num_leaves": fit.search.chosen.params[
+            "num_leaves"], "trees": fit.search.chosen.rounds},
+    }
+    if truth is not None and settings.horizon_days == evaluation.ORACLE_HORIZON_DAYS:
+        figures["oracle"] = evaluation.oracle_figures(val, y, fit.validation, truth, fit.target)
+    return figures
+
+
+def _gate(client: Any, settings: Settings, val: pd.DataFrame, fits: dict[str, TargetFit],
+          space: FeatureSpace) -> tuple[bool, str, dict[str, Any]]:
+    """Promote only if no target is worse than its champion on these validation snapshots."""
+    import mlflow.pyfunc
+
+    comparisons: dict[str, Any] = {}
+    reasons = []
+    promote = True
+    for target, fit in fits.items():
+        name = tracking.registered_name(target, settings.horizon_days)
+        champion = tracking.champion_version(client, name)
+        if champion is None:
+            reasons.append(f"{target}: no champion yet")
+            continue
+        y = labels_of(val, LABEL_OF[target])
+        try:
+            model = mlflow.pyfunc.load_model(f"models:/{name}@{tracking.CHAMPION}")
+            columns = model.metadata.get_input_schema().input_names()
+            current = np.asarray(model.predict(_champion_input(val, columns)), dtype=float)
+        except Exception as error:  # a champion that cannot score these rows cannot be compared
+            promote = False
+            reasons.append(f"{target}: champion v{champion.version} could not score these "
+                           f"validation snapshots ({error}); use `churnlens promote` to "
+                           "replace it by hand")
+            continue
+        ours, theirs = evaluate(y, fit.validation), evaluate(y, current)
+        comparisons[target] = {"champion_version": champion.version,
+                               "champion_run_id": champion.run_id,
+                               "champion": {k: theirs[k] for k in ("roc_auc", "brier")},
+                               "challenger": {k: ours[k] for k in ("roc_auc", "brier")}}
+        worse = []
+        if ours["roc_auc"] < theirs["roc_auc"] - settings.gate_auc_tolerance:
+            worse.append(f"ROC AUC {ours['roc_auc']:.4f} < champion {theirs['roc_auc']:.4f} "
+                         f"- {settings.gate_auc_tolerance}")
+        if ours["brier"] > theirs["brier"] + settings.gate_brier_tolerance:
+            worse.append(f"Brier {ours['brier']:.5f} > champion {theirs['brier']:.5f} "
+                         f"+ {settings.gate_brier_tolerance}")
+        if worse:
+            promote = False
+            reasons.append(f"{target}: worse than champion v{champion.version}: "
+                           + "; ".join(worse))
+        else:
+            reasons.append(f"{target}: not worse than champion v{champion.version} (AUC "
+                           f"{ours['roc_auc']:.4f} vs {theirs['roc_auc']:.4f}, Brier "
+                           f"{ours['brier']:.5f} vs {theirs['brier']:.5f})")
+    verdict = "promoted" if promote else "not promoted"
+    return promote, f"{verdict}: " + "; ".join(reasons), comparisons
+
+
+def _champion_input(val: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    missing = [c for c in columns if c not in val.columns]
+    if missing:
+        raise KeyError(f"these snapshots lack the champion's features {missing[:5]}")
+    out = {}
+    for name in columns:
+        series = val[name]
+        if series.dtype == object or str(series.dtype).startswith(("string", "str")):
+            out[name] = series.astype("object").where(series.notna(), None)
+        else:
+            out[name] = pd.to_numeric(series, errors="coerce").astype("float64")
+    return pd.DataFrame(out, index=val.index)
+
+
+def train(settings: Settings, progress: Any = None) -> TrainResult:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    started = time.perf_counter()
+    home = settings.layout
+    manifest = _check_store(home.features, settings)
+    frame, features = load_snapshots(home.features)
+    labelled = frame[frame["labelled"].astype(bool)].reset_index(drop=True)
+    split = split_dates(sorted(set(labelled["as_of"])), settings.validation_months,
+                        settings.calibration_months, settings.tuning_months)
+    parts = _slices(labelled, split)
+    space = feature_space(pd.concat([parts["fit"], parts["tuning"]]), features)
+    data_folder = Path(settings.data) if settings.data and "://" not in settings.data \
+        else home.raw
+    truth = evaluation.load_truth(data_folder)
+
+    fits: dict[str, TargetFit] = {}
+    for target in TARGETS:
+        if progress:
+            progress(f"fitting {target}")
+        fits[target] = fit_target(target, parts, space, settings)
+    val = parts["validation"]
+    overlap = len(set(val["account_id"]) & set(pd.concat(
+        [parts["fit"], parts["tuning"], parts["calibration"]])["account_id"]))
+
+    client = tracking.connect(home, settings.mlflow_tracking_uri)
+    experiment_id = tracking.ensure_experiment(client, home, settings.horizon_days)
+    fingerprint = data_fingerprint(home.features)
+    report: dict[str, Any] = {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "horizon_days": settings.horizon_days,
+        "split": split.as_dict(),
+        "snapshots": {name: len(part) for name, part in parts.items()},
+        "accounts_in_validation_and_training": overlap,
+        "split_note": (
+            "Out of time: validation holds the latest labelled snapshot dates; the model trained "
+            "on fit + tuning, early stopping and leaves were chosen on tuning, the calibrator "
+            f"was fitted on calibration. {overlap} validation accounts also appear in earlier "
+            "slices, as expected: accounts recur month after month."),
+        "features": list(features),
+        "data_fingerprint": fingerprint,
+        "git_commit": git_commit(),
+        "tracking_uri": client.tracking_uri,
+    }
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        run_id = run.info.run_id
+        workdir = home.reports / "runs" / run_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        for target, fit in fits.items():
+            if progress:
+                progress(f"evaluating {target}")
+            report[target] = evaluate_target(fit, val, settings, truth)
+        plot_files = _plots(fits, val, parts, space, workdir, report)
+        report["run_id"] = run_id
+        bundle_dir = write_bundle(
+            workdir / "bundle", version=f"run-{run_id[:8]}", space=space,
+            models={t: f.model for t, f in fits.items()},
+            metrics={t: report[t]["validation"] for t in TARGETS},
+            info={"run_id": run_id, "horizon_days": settings.horizon_days,
+                  "trained_at": report["created_at"], "split": split.as_dict(),
+                  "data_fingerprint": fingerprint,
+                  "features_settings": manifest["settings"]})
+
+        promoted, reason, comparisons = _gate(client, settings, val, fits, space)
+        report["promoted"], report["reason"] = promoted, reason
+        report["champion_comparison"] = comparisons
+
+        mlflow.log_params(_params(settings, fits, split, features))
+        mlflow.log_metrics(_flat_metrics(report))
+        mlflow.set_tags({"data_fingerprint": fingerprint, "git_commit": report["git_commit"],
+                         "promoted": str(promoted).lower(), "promotion_reason": reason,
+                         "promotion": "automatic"})
+        (workdir / "features.json").write_text(json.dumps(
+            {n: {"pillar": REGISTRY[n].pillar, "unit": REGISTRY[n].unit,
+                 "description": REGISTRY[n].description} for n in features}, indent=2))
+        for path in plot_files:
+            mlflow.log_artifact(str(path), artifact_path="plots")
+        mlflow.log_artifact(str(workdir / "features.json"))
+        mlflow.log_artifacts(str(bundle_dir), artifact_path="bundle")
+        example = model_input(val.head(5), space)
+        versions = {}
+        for target in TARGETS:
+            name = tracking.registered_name(target, settings.horizon_days)
+            info = mlflow.pyfunc.log_model(
+                name=f"{target}_model", python_model=CalibratedModel(target),
+                artifacts={"bundle": str(bundle_dir)},
+                signature=infer_signature(example, fits[target].validation[:5]),
+                input_example=example, registered_model_name=name)
+            versions[target] = str(info.registered_model_version)
+        report["registered_versions"] = versions
+        report["seconds"] = time.perf_counter() - started
+        path = workdir / "report.json"
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        mlflow.log_artifact(str(path))
+
+    exported = None
+    if promoted:
+        exported = set_champion(client, settings, run_id, versions, bundle_dir)
+        report["bundle"] = str(exported)
+    latest = home.reports / "train.json"
+    latest.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return TrainResult(run_id=run_id, report=report, report_path=workdir / "report.json",
+                       promoted=promoted, reason=reason, bundle=exported)
+
+
+def set_champion(client: Any, settings: Settings, run_id: str, versions: dict[str, str],
+                 bundle_dir: Path) -> Path:
+    """Move the champion alias to ``versions`` and export their bundle to HOME/models/."""
+    for target, version in versions.items():
+        client.set_registered_model_alias(
+            tracking.registered_name(target, settings.horizon_days), tracking.CHAMPION, version)
+    home = settings.layout
+    home.models.mkdir(parents=True, exist_ok=True)
+    name = f"v{versions['churn']}"
+    target_dir = home.models / name
+    staging = Path(tempfile.mkdtemp(dir=home.models, prefix=".export-"))
+    shutil.copytree(bundle_dir, staging / "bundle")
+    bundle = load_bundle(staging / "bundle")  # verify before it goes live
+    manifest = dict(bundle.manifest)
+    manifest.update({"version": name, "registered_versions": versions})
+    write_bundle(target_dir, version=name, space=bundle.space, models=bundle.models,
+                 metrics=bundle.metrics,
+                 info={k: v for k, v in manifest.items()
+                       if k not in ("format", "version", "targets", "features", "files")})
+    shutil.rmtree(staging, ignore_errors=True)
+    point_champion(home.models, name)
+    return target_dir
+
+
+def promote(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Make ``run_id``'s models champion by hand, recorded as manual on the run."""
+    home = settings.layout
+    client = tracking.connect(home, settings.mlflow_tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except Exception as error:
+        raise LookupError(f"no MLflow run {run_id!r} in {client.tracking_uri}") from error
+    found = tracking.versions_of_run(client, run_id)
+    horizon = int(run.data.params.get("horizon_days", settings.horizon_days))
+    scoped = settings.model_copy(update={"horizon_days": horizon})
+    versions = {}
+    for target in TARGETS:
+        name = tracking.registered_name(target, horizon)
+        if name not in found:
+            raise LookupError(f"run {run_id} registered no {name} model; nothing to promote")
+        versions[target] = str(found[name].version)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle_dir = tracking.download_bundle(client, run_id, Path(tmp))
+        exported = set_champion(client, scoped, run_id, versions, bundle_dir)
+    reason = f"promoted by hand at {datetime.now(timezone.utc).isoformat(timespec='seconds')}"
+    client.set_tag(run_id, "promoted", "true")
+    client.set_tag(run_id, "promotion", "manual")
+    client.set_tag(run_id, "promotion_reason", reason)
+    return {"run_id": run_id, "versions": versions, "bundle": str(exported), "reason": reason}
+
+
+def _params(settings: Settings, fits: dict[str, TargetFit], split: TimeSplit,
+            features: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "horizon_days": settings.horizon_days, "validation_months": settings.validation_months,
+        "calibration_months": settings.calibration_months,
+        "tuning_months": settings.tuning_months, "seed": settings.seed,
+        "features": len(features), "validation_dates": ",".join(
+            d.isoformat() for d in split.validation)}
+    for target, fit in fits.items():
+        params[f"{target}.num_leaves"] = fit.search.chosen.params["num_leaves"]
+        params[f"{target}.min_child_samples"] = fit.search.chosen.params.get("min_child_samples")
+        params[f"{target}.trees"] = fit.search.chosen.rounds
+        params[f"{target}.learning_rate"] = fit.search.chosen.params["learning_rate"]
+        params[f"{target}.calibrator"] = fit.model.calibrator.kind
+    return params
+
+
+def _flat_metrics(report: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for target in TARGETS:
+        for section in ("validation", "baseline"):
+            for key, value in report[target][section].items():
+                if isinstance(value, float) and np.isfinite(value):
+                    out[f"{target}.{section}.{key}"] = value
+        oracle = report[target].get("oracle") or {}
+        for key, value in oracle.items():
+            if isinstance(value, float) and np.isfinite(value):
+                out[f"{target}.oracle.{key}"] = value
+    return out
+
+
+def _plots(fits: dict[str, TargetFit], val: pd.DataFrame, parts: dict[str, pd.DataFrame],
+           space: FeatureSpace, folder: Path, report: dict[str, Any]) -> list[Path]:
+    files = []
+    for target, fit in fits.items():
+        y = labels_of(val, LABEL_OF[target])
+        curves = {"LightGBM (calibrated)": (y, fit.validation),
+                  "logistic baseline": (y, fit.baseline_validation)}
+        files.append(plots.calibration_plot(curves, folder / f"{target}_calibration.png",
+                                            f"{target}: calibration (validation)"))
+        files.append(plots.gains_plot(curves, folder / f"{target}_gains.png", target))
+        files.append(plots.pr_plot(curves, folder / f"{target}_pr.png",
+                                   f"{target}: precision-recall (validation)"))
+        sample = explain.sample_rows(space.matrix(val))
+        values, _ = explain.shap_values(fit.model.booster, sample)
+        files.append(plots.shap_summary_plot(values, sample, folder / f"{target}_shap.png",
+                                             f"{target}: SHAP summary (validation)"))
+        mean_abs = np.abs(values).mean(axis=0)
+        order = np.argsort(-mean_abs, kind="stable")
+        report[target]["shap_top"] = [
+            {"feature": space.features[i], "mean_abs_shap": float(mean_abs[i]),
+             "pillar": REGISTRY[space.features[i]].pillar} for i in order[:15]]
+        out_of_sample = pd.concat([parts["calibration"], val])
+        y_oos = labels_of(out_of_sample, LABEL_OF[target])
+        x_oos = space.matrix(out_of_sample)
+        by_month = evaluation.auc_by_month(out_of_sample, y_oos, {
+            "LightGBM": models.predict_lightgbm(fit.model.booster, x_oos)})
+        report[target]["auc_by_month"] = by_month.assign(
+            as_of=by_month["as_of"].astype(str)).to_dict(orient="records")
+        files.append(plots.auc_by_month_plot(by_month, folder / f"{target}_auc_by_month.png",
+                                             f"{target}: ROC AUC by snapshot (out of sample)"))
+    return files
