@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date, datetime
 from pathlib import Path
 
@@ -10,6 +13,18 @@ import pyarrow.parquet as pq
 import pytest
 
 NOW = datetime(2024, 6, 1)
+
+
+def churnlens(home: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
+              timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real command line in a child process, as a user would."""
+    full_env = {**os.environ, "COLUMNS": "200", "CHURNLENS_HOME": str(home), **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "churnlens.cli", *args], env=full_env,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"churnlens {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
 
 
 def tiny_tables() -> dict[str, list[dict[str, object]]]:

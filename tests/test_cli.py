@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import churnlens
+
 pytestmark = pytest.mark.e2e
-
-
-def churnlens(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "CHURNLENS_HOME": str(home)}
-    result = subprocess.run([sys.executable, "-m", "churnlens.cli", *args], env=env,
-                            capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(f"churnlens {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -163,6 +163,7 @@ def load_bundle(folder: Path) -> Bundle:
 
 
 def _check_registry(folder: Path, space: FeatureSpace, trained: dict[str, Any]) -> None:
+    load_all()
     current = registry_entries(tuple(n for n in space.features if n in REGISTRY))
     unknown = [n for n in space.features if n not in REGISTRY]
     if unknown:

@@ -33,6 +33,7 @@ BASE_PARAMS: dict[str, Any] = {
     "verbosity": -1,
 }
 SEARCH: tuple[dict[str, Any], ...] = (
+    {"num_leaves": 2, "min_child_samples": 300},
     {"num_leaves": 4, "min_child_samples": 300},
     {"num_leaves": 7, "min_child_samples": 300},
     {"num_leaves": 15, "min_child_samples": 200, "lambda_l2": 10.0},

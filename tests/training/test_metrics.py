@@ -1,0 +1,76 @@
+"""Metrics, slices and calibrators: small cases whose answers are known."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from churnlens.training.calibration import Calibrator, fit_isotonic, fit_platt
+from churnlens.training.metrics import (
+    brier,
+    ece,
+    evaluate,
+    top_decile_lift,
+    top_decile_recall,
+)
+from churnlens.training.splits import NotEnoughHistory, split_dates
+
+
+def _honest(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = rng.beta(1, 12, n)
+    return (rng.random(n) < p).astype(np.int8), p
+
+
+def test_ece_is_small_for_honest_probabilities_and_large_for_a_constant_guess() -> None:
+    y, p = _honest(200_000, 1)
+    assert ece(y, p) < 0.003
+    assert ece(y, np.full(len(y), 0.5)) == pytest.approx(0.5 - y.mean(), abs=1e-9)
+
+
+def test_top_decile_lift_and_recall() -> None:
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0] * 10, dtype=np.int8)
+    p = np.where(y == 1, 0.9, 0.1) + np.linspace(0, 0.01, len(y))
+    # the riskiest 10 rows hold 10 of the 20 positives
+    assert top_decile_recall(y, p) == pytest.approx(0.5)
+    assert top_decile_lift(y, p) == pytest.approx(1.0 / 0.2)
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_data() -> None:
+    widths = []
+    for n in (2_000, 20_000):
+        y, p = _honest(n, 2)
+        groups = np.arange(n) // 4  # four snapshots per account
+        figures = evaluate(y, p, groups, resamples=60, seed=0)
+        assert figures["roc_auc_low"] <= figures["roc_auc"] <= figures["roc_auc_high"]
+        widths.append(figures["roc_auc_high"] - figures["roc_auc_low"])
+    assert widths[1] < widths[0]
+
+
+@pytest.mark.parametrize("fit", [fit_platt, fit_isotonic])
+def test_calibrators_repair_overconfident_scores(fit) -> None:  # type: ignore[no-untyped-def]
+    y, p = _honest(50_000, 3)
+    overconfident = np.clip(p * 3, 0, 0.999)
+    calibrator = fit(overconfident[:25_000], y[:25_000])
+    repaired = calibrator(overconfident[25_000:])
+    assert ece(y[25_000:], repaired) < ece(y[25_000:], overconfident[25_000:]) / 3
+    assert brier(y[25_000:], repaired) < brier(y[25_000:], overconfident[25_000:])
+    again = Calibrator.from_json(calibrator.to_json())
+    assert np.allclose(again(overconfident[:100]), calibrator(overconfident[:100]))
+
+
+def test_slices_are_in_time_order_and_disjoint() -> None:
+    dates = [date(2024, m, 1) for m in range(1, 13)]
+    split = split_dates(list(reversed(dates)), validation=3, calibration=2, tuning=2)
+    assert split.validation == tuple(dates[-3:])
+    assert split.calibration == tuple(dates[7:9])
+    assert split.tuning == tuple(dates[5:7])
+    assert split.fit == tuple(dates[:5])
+
+
+def test_too_short_a_history_says_what_it_needs() -> None:
+    with pytest.raises(NotEnoughHistory, match="5 labelled snapshot dates; training needs at "
+                                               "least 12"):
+        split_dates([date(2024, m, 1) for m in range(1, 6)], 3, 3, 3)

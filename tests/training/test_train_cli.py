@@ -1,0 +1,134 @@
+"""``churnlens train`` and ``promote`` end to end: real MLflow (SQLite store and registry),
+real LightGBM, on a small generated company.
+
+One company, runs in order: the first becomes champion (there is none yet); a hopeless one
+is refused with its reason; promoted by hand anyway, it is then beaten by the default run
+again, which is promoted automatically and gives exactly the first run's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from churnlens.training.bundle import BundleError, latest_bundle, load_bundle
+from conftest import churnlens
+
+pytestmark = pytest.mark.e2e
+
+HOPELESS = {"min_child_samples": 1_000_000}
+"""No leaf can hold that many snapshots: the model never splits and ranks nobody."""
+
+
+def _train(home: Path, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    env = {"CHURNLENS_MODEL_PARAMS": json.dumps(params)} if params else None
+    out = churnlens(home, "train", "--json", env=env)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("train")
+    churnlens(home, "synth", "--accounts", "700", "--months", "24", "--seed", "5",
+              "--rollouts", "8")
+    churnlens(home, "features")
+    first = _train(home)
+    hopeless = _train(home, HOPELESS)
+    manual = churnlens(home, "promote", hopeless["run_id"])
+    again = _train(home)
+    return {"home": home, "first": first, "hopeless": hopeless, "manual": manual.stdout,
+            "again": again}
+
+
+def test_report_has_the_figures_the_cs_platform_reads(runs: dict[str, Any]) -> None:
+    report = runs["first"]
+    for target in ("churn", "expansion"):
+        validation = report[target]["validation"]
+        for key in ("roc_auc", "pr_auc", "brier", "ece", "top_decile_lift"):
+            assert 0 <= validation[key] < 100, (target, key)
+            assert validation[f"{key}_low"] <= validation[key] <= validation[f"{key}_high"]
+        assert report[target]["baseline"]["roc_auc"] > 0.5
+        assert report[target]["oracle"]["roc_auc"] > 0.5
+        assert {"touch", "plan", "region"} <= set(report[target]["segments"])
+        assert report[target]["auc_by_month"]
+    assert report["churn"]["validation"]["roc_auc"] > 0.75
+    assert "also appear in earlier slices" in report["split_note"]
+    saved = json.loads((runs["home"] / "reports" / "runs" / report["run_id"] /
+                        "report.json").read_text())
+    assert saved["churn"]["validation"] == report["churn"]["validation"]
+    for plot in ("churn_calibration.png", "churn_gains.png", "churn_pr.png", "churn_shap.png",
+                 "expansion_auc_by_month.png"):
+        assert (runs["home"] / "reports" / "runs" / report["run_id"] / plot).stat().st_size
+
+
+def test_gating_refuses_a_worse_run_and_promotes_a_better_one(runs: dict[str, Any]) -> None:
+    first, hopeless, again = runs["first"], runs["hopeless"], runs["again"]
+    assert first["promoted"], first["reason"]
+    assert "no champion yet" in first["reason"]
+
+    assert not hopeless["promoted"]
+    assert "worse than champion v1" in hopeless["reason"]
+    assert "ROC AUC" in hopeless["reason"]
+
+    # promoted by hand, the hopeless run is the champion the default run now has to beat
+    assert again["promoted"], again["reason"]
+    assert "not worse than champion v2" in again["reason"]
+    for target in ("churn", "expansion"):
+        ours = again["champion_comparison"][target]
+        assert ours["challenger"]["roc_auc"] > ours["champion"]["roc_auc"] + 0.05
+    assert again["registered_versions"] == {"churn": "3", "expansion": "3"}
+    assert latest_bundle(runs["home"] / "models") == runs["home"] / "models" / "v3"
+
+
+def test_same_data_and_seed_give_the_same_metrics(runs: dict[str, Any]) -> None:
+    for target in ("churn", "expansion"):
+        assert runs["again"][target]["validation"] == runs["first"][target]["validation"]
+        assert runs["again"][target]["baseline"] == runs["first"][target]["baseline"]
+
+
+def test_manual_promotion_is_recorded(runs: dict[str, Any]) -> None:
+    home = runs["home"]
+    assert "is champion" in runs["manual"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    tags = client.get_run(runs["hopeless"]["run_id"]).data.tags
+    assert tags["promotion"] == "manual" and tags["promoted"] == "true"
+    assert client.get_run(runs["again"]["run_id"]).data.tags["promotion"] == "automatic"
+    assert str(client.get_model_version_by_alias("churnlens_churn_90d", "champion").version) == "3"
+    assert load_bundle(home / "models" / "v2").manifest["run_id"] == runs["hopeless"]["run_id"]
+
+    missing = churnlens(home, "promote", "0" * 32, check=False)
+    assert missing.returncode == 2 and "no MLflow run" in missing.stderr
+
+
+def test_the_loader_refuses_a_tampered_bundle(runs: dict[str, Any], tmp_path: Path) -> None:
+    import shutil
+
+    source = runs["home"] / "models" / "v3"
+    bundle = load_bundle(source)
+    assert set(bundle.models) == {"churn", "expansion"}
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(source, tampered)
+    calibrator = tampered / "churn.calibrator.json"
+    calibrator.write_text(calibrator.read_text().replace("\"kind\"", "\"kind\" ", 1))
+    with pytest.raises(BundleError, match="churn.calibrator.json does not match its checksum"):
+        load_bundle(tampered)
+
+    renamed = tmp_path / "renamed"
+    shutil.copytree(source, renamed)
+    manifest = json.loads((renamed / "manifest.json").read_text())
+    registry = json.loads((renamed / "registry.json").read_text())
+    registry["mrr"]["unit"] = "EUR thousands"
+    (renamed / "registry.json").write_text(json.dumps(registry))
+    import hashlib
+
+    manifest["files"]["registry.json"] = hashlib.sha256(
+        (renamed / "registry.json").read_bytes()).hexdigest()
+    (renamed / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="defined differently now.*mrr"):
+        load_bundle(renamed)
