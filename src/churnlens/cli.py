@@ -279,33 +279,31 @@ def features(
 
 def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
     table = Table(title=f"Validation ({', '.join(report['split']['validation'])})")
-    for column in ("target", "model", "ROC AUC", "PR AUC", "Brier", "ECE", "top-decile lift"):
-        table.add_column(column, justify="right" if column not in ("target", "model") else "left")
+    for column in ("target", "model", "ROC AUC (95% CI)", "PR AUC", "Brier", "ECE",
+                   "top-10% lift"):
+        table.add_column(column, justify="left" if column in ("target", "model") else "right")
 
     def row(target: str, name: str, m: dict) -> None:  # type: ignore[type-arg]
-        def interval(key: str, fmt: str) -> str:
-            text = format(m[key], fmt)
-            if f"{key}_low" in m:
-                text += f" [dim]({format(m[key + '_low'], fmt)}-{format(m[key + '_high'], fmt)})[/]"
-            return text
-        table.add_row(target, name, interval("roc_auc", ".3f"), interval("pr_auc", ".3f"),
-                      interval("brier", ".4f"), interval("ece", ".4f"),
-                      interval("top_decile_lift", ".2f"))
+        auc = f"{m['roc_auc']:.3f}"
+        if "roc_auc_low" in m:
+            auc += f" ({m['roc_auc_low']:.3f}-{m['roc_auc_high']:.3f})"
+        lift = m.get("top_decile_lift")
+        table.add_row(target, name, auc, f"{m['pr_auc']:.3f}", f"{m['brier']:.4f}",
+                      f"{m['ece']:.4f}", "" if lift is None else f"{lift:.2f}")
 
     for target in ("churn", "expansion"):
         figures = report[target]
-        row(target, f"LightGBM ({figures['calibrator']})", figures["validation"])
-        row(target, "logistic baseline", figures["baseline"])
+        row(target, f"LightGBM+{figures['calibrator']}", figures["validation"])
+        row(target, "logistic", figures["baseline"])
         oracle = figures.get("oracle")
         if oracle:
-            table.add_row(target, "oracle (true probabilities)", f"{oracle['roc_auc']:.3f}",
-                          f"{oracle['pr_auc']:.3f}", f"{oracle['brier']:.4f}",
-                          f"{oracle['ece']:.4f}", "")
+            row(target, "oracle", {**oracle, "top_decile_lift": None})
     console.print(table)
     for target in ("churn", "expansion"):
         oracle = report[target].get("oracle")
         if oracle:
-            console.print(f"{target}: model AUC is {oracle['auc_ratio']:.3f} x the oracle's")
+            console.print(f"{target}: model AUC is {oracle['auc_ratio']:.3f} x the oracle's "
+                          "(the simulation's true probabilities)")
     colour = "green" if report["promoted"] else "yellow"
     console.print(f"[{colour}]{report['reason']}[/]")
 
@@ -375,8 +373,8 @@ def promote(
 
 @app.command()
 def demo(
-    accounts: Annotated[int, typer.Option(min=50, help="Accounts in the demo company.")] = 2000,
-    months: Annotated[int, typer.Option(min=6, help="Months of history.")] = 24,
+    accounts: Annotated[int, typer.Option(min=50, help="Accounts in the demo company.")] = 5000,
+    months: Annotated[int, typer.Option(min=16, help="Months of history.")] = 36,
     seed: Annotated[int, typer.Option()] = 7,
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the API at the end "
                                         "(once serving exists).")] = True,
@@ -395,13 +393,18 @@ def demo(
     console.rule("[bold]3. Build point-in-time features and labels")
     features(data=None, mapping=None, strict=False, backend=None, grid=None, horizon_days=None,
              churn_definition=None, inactivity_days=None, full=False)
+    console.rule("[bold]4. Train, evaluate and promote")
+    train(horizon_days=None, validation_months=None, seed=None, mlflow_tracking_uri=None,
+          as_json=False)
     console.rule("[bold]Next")
     console.print(
         "Done so far: a generated company in "
-        f"[bold]{settings.layout.raw}[/], validated, and its snapshots in "
-        f"[bold]{settings.layout.features}[/].\n"
-        "Coming next in this pipeline: [bold]churnlens train[/] (calibrated LightGBM in "
-        "MLflow), [bold]score[/] and [bold]serve[/]."
+        f"[bold]{settings.layout.raw}[/], validated, its snapshots in "
+        f"[bold]{settings.layout.features}[/], and a calibrated champion in "
+        f"[bold]{settings.layout.models}[/] (runs in MLflow at "
+        f"[bold]{settings.layout.mlflow_db}[/]: `uv run mlflow ui --backend-store-uri "
+        f"sqlite:///{settings.layout.mlflow_db}`).\n"
+        "Coming next in this pipeline: [bold]churnlens score[/] and [bold]serve[/]."
         + ("" if serve else " (--no-serve: the server would not be started.)"))
 
 

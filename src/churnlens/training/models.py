@@ -40,8 +40,9 @@ SEARCH: tuple[dict[str, Any], ...] = (
 )
 """Candidates from small to large; explanation cost grows with trees x leaves, so a larger one
 must beat the smaller ones on the tuning slice by more than ``PREFER_SMALLER``."""
-PREFER_SMALLER = 0.001
-"""Relative log-loss gain a larger candidate needs over a smaller one to be chosen."""
+PREFER_SMALLER = 0.005
+"""Relative log-loss gain a larger candidate needs over every smaller one to be chosen: on a
+tuning slice of a few hundred positives, smaller differences are noise."""
 MAX_ROUNDS = 2000
 EARLY_STOPPING = 50
 
@@ -67,8 +68,9 @@ class Search:
 
 def _dataset(x: pd.DataFrame, y: np.ndarray, reference: lgb.Dataset | None = None
              ) -> lgb.Dataset:
+    # the search reuses one binned dataset for candidates with different leaf sizes
     return lgb.Dataset(x, label=y, reference=reference, categorical_feature="auto",
-                       free_raw_data=False)
+                       free_raw_data=False, params={"feature_pre_filter": False})
 
 
 def search_lightgbm(x_fit: pd.DataFrame, y_fit: np.ndarray, x_tune: pd.DataFrame,
@@ -88,10 +90,11 @@ def search_lightgbm(x_fit: pd.DataFrame, y_fit: np.ndarray, x_tune: pd.DataFrame
         loss = float(booster.best_score["valid_0"]["binary_logloss"])
         candidates.append(Candidate(params=params, rounds=rounds, tuning_logloss=loss,
                                     leaves_total=rounds * int(params["num_leaves"])))
-    chosen = candidates[0]
+    chosen, best_smaller = candidates[0], candidates[0].tuning_logloss
     for candidate in candidates[1:]:
-        if candidate.tuning_logloss < chosen.tuning_logloss * (1 - PREFER_SMALLER):
+        if candidate.tuning_logloss < best_smaller * (1 - PREFER_SMALLER):
             chosen = candidate
+        best_smaller = min(best_smaller, candidate.tuning_logloss)
     return Search(chosen=chosen, candidates=candidates)
 
 
