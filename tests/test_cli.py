@@ -89,14 +89,17 @@ def test_a_missing_column_is_a_clear_error(tmp_path: Path, dirty_home: Path) -> 
 
 
 def test_demo_runs_as_far_as_the_pipeline_goes(tmp_path: Path) -> None:
-    result = churnlens(tmp_path / "home", "demo", "--accounts", "80", "--months", "6",
-                       "--no-serve")
+    home = tmp_path / "home"
+    result = churnlens(home, "demo", "--accounts", "300", "--months", "18", "--no-serve")
     assert "Validation (lenient)" in result.stdout
+    assert "no champion yet" in result.stdout
     assert "Coming next" in result.stdout
+    assert (home / "models" / "CHAMPION").read_text().strip() == "v1"
+    assert (home / "mlflow.db").is_file()
 
 
 def test_every_command_has_useful_help(tmp_path: Path) -> None:
-    for command in ("synth", "validate", "demo"):
+    for command in ("synth", "validate", "features", "train", "promote", "demo"):
         result = churnlens(tmp_path, command, "--help")
         assert "Usage" in result.stdout and len(result.stdout) > 400, command
 

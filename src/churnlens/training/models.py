@@ -98,6 +98,23 @@ def search_lightgbm(x_fit: pd.DataFrame, y_fit: np.ndarray, x_tune: pd.DataFrame
     return Search(chosen=chosen, candidates=candidates)
 
 
+SEARCH_ROWS = 250_000
+"""The search sees at most this many snapshots of a slice (whole accounts, drawn at random):
+choosing leaves and learning rate needs far fewer rows than the final fit, which sees all."""
+
+
+def tuning_sample(frame: pd.DataFrame, x: pd.DataFrame, y: np.ndarray, seed: int,
+                  rows: int = SEARCH_ROWS) -> tuple[pd.DataFrame, np.ndarray]:
+    if len(x) <= rows:
+        return x, y
+    accounts = frame["account_id"].unique()
+    rng = np.random.default_rng(seed)
+    share = rows / len(x)
+    chosen = set(rng.choice(accounts, size=max(1, int(len(accounts) * share)), replace=False))
+    mask = frame["account_id"].isin(chosen).to_numpy()
+    return x[mask], y[mask]
+
+
 def fit_lightgbm(x: pd.DataFrame, y: np.ndarray, candidate: Candidate) -> lgb.Booster:
     return lgb.train(candidate.params, _dataset(x, y), num_boost_round=candidate.rounds)
 

@@ -52,6 +52,8 @@ class TargetFit:
     validation: np.ndarray
     baseline_validation: np.ndarray
     raw_validation: np.ndarray
+    seconds: dict[str, float]
+    """Wall time of each phase: search, fit, calibrate, baseline."""
 
 
 @dataclass
@@ -98,24 +100,41 @@ def fit_target(target: str, parts: dict[str, pd.DataFrame], space: FeatureSpace,
             raise ValueError(f"the {name} slice has no {'positive' if not y[name].sum() else 'negative'} "
                              f"'{label}' labels ({len(y[name])} snapshots); a {target} model "
                              "cannot be trained on this history")
-    search = models.search_lightgbm(x["fit"], y["fit"], x["tuning"], y["tuning"], settings.seed,
-                                    _threads(settings), fixed=settings.model_params or None)
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[phase] = now - clock
+        clock = now
+
+    search_fit, search_y = models.tuning_sample(parts["fit"], x["fit"], y["fit"], settings.seed)
+    search_tune, search_tune_y = models.tuning_sample(parts["tuning"], x["tuning"], y["tuning"],
+                                                      settings.seed)
+    search = models.search_lightgbm(search_fit, search_y, search_tune, search_tune_y,
+                                    settings.seed, _threads(settings),
+                                    fixed=settings.model_params or None)
+    lap("search")
     train_x = pd.concat([x["fit"], x["tuning"]])
     train_y = np.concatenate([y["fit"], y["tuning"]])
     booster = models.fit_lightgbm(train_x, train_y, search.chosen)
+    lap("fit")
     raw_cal = models.predict_lightgbm(booster, x["calibration"])
     raw_val = models.predict_lightgbm(booster, x["validation"])
     calibrator, scores = _calibrate(raw_cal, y["calibration"], raw_val, y["validation"])
+    lap("calibrate")
 
     baseline = models.fit_baseline(train_x, train_y, settings.seed)
     base_cal = models.predict_baseline(baseline, x["calibration"])
     base_val = models.predict_baseline(baseline, x["validation"])
     base_calibrator, _ = _calibrate(base_cal, y["calibration"], base_val, y["validation"])
+    lap("baseline")
     return TargetFit(target=target, search=search,
                      model=TargetModel(booster=booster, calibrator=calibrator),
                      calibrators=scores, validation=np.clip(calibrator(raw_val), 0, 1),
                      baseline_validation=np.clip(base_calibrator(base_val), 0, 1),
-                     raw_validation=raw_val)
+                     raw_validation=raw_val, seconds=seconds)
 
 
 def data_fingerprint(features_root: Path) -> str:
@@ -163,6 +182,7 @@ def evaluate_target(fit: TargetFit, val: pd.DataFrame, settings: Settings,
             evaluation.segments(val, settings.high_touch_arr, settings.mid_touch_arr),
             settings.bootstrap // 2, settings.seed),
         "calibrator": fit.model.calibrator.kind,
+        "seconds": fit.seconds,
         "calibrator_validation_brier": fit.calibrators,
         "model": {"search": fit.search.table(), "num_leaves": fit.search.chosen.params[
             "num_leaves"], "trees": fit.search.chosen.rounds},
