@@ -393,3 +393,25 @@ def test_values_do_not_depend_on_the_other_snapshot_dates(
         wrong = [n for n in EXPECTED
                  if not _same(ours[n], None if _is_null(reference[n]) else reference[n])]
         assert not wrong, f"{account}: {wrong} differ"
+
+
+def test_distinct_features_count_past_one_mask_word(tmp_path: Any) -> None:
+    """Feature breadth is counted with 63-bit masks per word; 130 product features span three
+    words, and each must count once however often and by whom it was used."""
+    tables = company()
+    names = [f"feature_{i:03d}" for i in range(130)]
+    for i, name in enumerate(names):
+        for user in ("u-extra-1", "u-extra-2"):
+            tables["usage_events"].append({"account_id": "cara", "user_id": user,
+                                           "event_ts": at(-1 - i % 25), "event": name,
+                                           "quantity": 1.0})
+    history = validate_history(open_source(write_tables(tmp_path / "raw", tables), Mapping()),
+                               now=NOW, strict=True)
+    spec = SnapshotSpec(history_end=date(2024, 7, 1))
+    out = snapshot_table(history.tables, history.backend, spec,
+                         plan(history.tables, spec, dates=[T])).execute()
+    cara = out[out["account_id"] == "cara"].iloc[0]
+    before = EXPECTED["features_used_30d"][ACCOUNTS.index("cara")]
+    assert cara["features_used_30d"] == before + 130
+    assert cara["features_used_90d"] == EXPECTED["features_used_90d"][ACCOUNTS.index("cara")] \
+        + 130

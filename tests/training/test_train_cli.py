@@ -117,7 +117,7 @@ def test_the_loader_refuses_a_tampered_bundle(runs: dict[str, Any], tmp_path: Pa
     shutil.copytree(source, tampered)
     calibrator = tampered / "churn.calibrator.json"
     calibrator.write_text(calibrator.read_text().replace("\"kind\"", "\"kind\" ", 1))
-    with pytest.raises(BundleError, match="churn.calibrator.json does not match its checksum"):
+    with pytest.raises(BundleError, match=r"churn\.calibrator\.json does not match its checksum"):
         load_bundle(tampered)
 
     renamed = tmp_path / "renamed"
@@ -131,7 +131,7 @@ def test_the_loader_refuses_a_tampered_bundle(runs: dict[str, Any], tmp_path: Pa
     manifest["files"]["registry.json"] = hashlib.sha256(
         (renamed / "registry.json").read_bytes()).hexdigest()
     (renamed / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="defined differently now.*mrr"):
+    with pytest.raises(BundleError, match=r"defined differently now.*mrr"):
         load_bundle(renamed)
 
 

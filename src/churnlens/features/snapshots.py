@@ -246,7 +246,10 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     names = snapshot_plan.features
     needed_sources = {REGISTRY[n].source for n in names}
     events = tables["usage_events"]
-    rollups = sources.roll_up_events(events, tables["accounts"], grid, spec.key_events)
+    # the product features (event names) seen, for the masks that count distinct ones
+    event_names = tuple(events.select("event").distinct().execute()["event"].dropna())
+    rollups = sources.roll_up_events(events, tables["accounts"], grid, spec.key_events,
+                                     event_names)
     usage = sources.usage_by_user(rollups, grid)
     # inactivity: who acted in the inactivity_days before as_of, which may reach past the
     # 180-day look-back of ``usage``

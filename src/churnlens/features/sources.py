@@ -73,9 +73,14 @@ def bit_or(mask):  # type: ignore[no-untyped-def]
     """Bitwise OR of a column (DuckDB and Spark SQL both call it bit_or)."""
 
 
-@ibis.udf.scalar.builtin(signature=((dt.int64,), dt.int64))
-def bit_count(mask):  # type: ignore[no-untyped-def]
+@ibis.udf.scalar.builtin(name="bit_count", signature=((dt.int64,), dt.int8))
+def _bit_count(mask):  # type: ignore[no-untyped-def]
     """Set bits of an integer (DuckDB and Spark SQL both call it bit_count)."""
+
+
+def bit_count(mask: ir.IntegerValue) -> ir.IntegerValue:
+    """Set bits of ``mask`` as a 64-bit integer (the engines return a tiny int)."""
+    return _bit_count(mask).cast("int64")
 
 
 @dataclass(frozen=True)
@@ -147,21 +152,42 @@ class EventRollups:
     """The usage events read once per build and summed per bucket, for every usage source.
 
     ``per_user``: (account, user, bucket) with events, quantity, key_events, active_days,
-    first_day, last_day, first_key_day and previous_bucket (the user's previous active bucket,
-    -1 for none). ``per_feature``: (account, event, bucket, previous_bucket). Days before the
+    first_day, last_day, first_key_day, previous_bucket (the user's previous active bucket,
+    -1 for none) and ``feature_mask_<k>``: bit ``i`` of word ``k`` set when the user used
+    product feature ``63 k + i`` (``event_names`` order) in the bucket. Distinct features in a
+    window are then the set bits of an OR over its buckets: no per-feature rows, no second pass
+    over the events. Days before the
     first window edge fall in bucket -1, which no window reads but onboarding (first days) does;
     days on or after the last snapshot are never read at all. Accounts are hashed integers; join
     ``names`` to get ``account_id`` back.
     """
 
     per_user: ir.Table
-    per_feature: ir.Table
     buckets: Buckets
     names: ir.Table
+    mask_words: int
+
+
+BITS_PER_WORD = 63
+"""Bits of a signed 64-bit integer that ``1 << bit`` can set without overflow."""
+
+
+def event_catalog(event_names: tuple[str, ...]) -> ir.Table:
+    """Each product feature (event name) with its word and bit in the feature masks."""
+    ordered = sorted(set(event_names))
+    return ibis.memtable(
+        {"event": ordered,
+         "mask_word": [i // BITS_PER_WORD for i in range(len(ordered))],
+         "mask_bit": [1 << (i % BITS_PER_WORD) for i in range(len(ordered))]},
+        schema={"event": "string", "mask_word": "int64", "mask_bit": "int64"})
+
+
+def mask_words(event_names: tuple[str, ...]) -> int:
+    return max(1, -(-len(set(event_names)) // BITS_PER_WORD))
 
 
 def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
-                   key_events: tuple[str, ...]) -> EventRollups:
+                   key_events: tuple[str, ...], event_names: tuple[str, ...]) -> EventRollups:
     buckets = grid.buckets(USAGE_WINDOWS)
     last_day = max(grid.as_of_days)
     is_key = events.event.isin(list(key_events)) if key_events else ibis.literal(True)
@@ -170,22 +196,24 @@ def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
                           event=events.event, quantity=events.quantity,
                           day=_day(events.event_ts), key=_flag(is_key))
     dated = dated.filter(dated.day < last_day).pipe(attach, buckets.calendar, "day")
+    dated = dated.pipe(attach, event_catalog(event_names), "event")
+    words = mask_words(event_names)
     dated = dated.mutate(bucket=dated.bucket.fill_null(-1),
-                         day_bit=ibis.literal(1, "int64") << dated.offset.fill_null(0))
+                         day_bit=ibis.literal(1, "int64") << dated.offset.fill_null(0),
+                         **{f"feature_bit_{k}": (dated.mask_word == k).ifelse(dated.mask_bit, 0)
+                            for k in range(words)})
     # One group-by; active days are the set bits of a per-bucket mask of days, so there is no
     # per-group set of distinct days to keep (which is what made large histories spill).
     per_user = dated.group_by(["account", "user", "bucket"]).aggregate(
         events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
         day_mask=bit_or(_.day_bit), first_day=_.day.min(), last_day=_.day.max(),
-        first_key_day=(_.key > 0).ifelse(_.day, ibis.null("int64")).min())
+        first_key_day=(_.key > 0).ifelse(_.day, ibis.null("int64")).min(),
+        **{f"feature_mask_{k}": bit_or(_[f"feature_bit_{k}"]) for k in range(words)})
     per_user = per_user.mutate(active_days=bit_count(per_user.day_mask)).drop("day_mask")
     per_user = per_user.mutate(previous_bucket=per_user.bucket.lag().over(
         group_by=["account", "user"], order_by="bucket").fill_null(-1))
-    per_feature = dated.select("account", "event", "bucket").distinct()
-    per_feature = per_feature.mutate(previous_bucket=per_feature.bucket.lag().over(
-        group_by=["account", "event"], order_by="bucket").fill_null(-1))
-    return EventRollups(per_user=per_user, per_feature=per_feature, buckets=buckets,
-                        names=_account_names(accounts))
+    return EventRollups(per_user=per_user, buckets=buckets, names=_account_names(accounts),
+                        mask_words=words)
 
 
 def _in_windows(rollups: EventRollups, grid: Grid, rows: ir.Table) -> ir.Table:
@@ -249,13 +277,25 @@ def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
 
 
 def usage_by_feature(rollups: EventRollups, grid: Grid) -> ir.Table:
-    """Rows of each product feature's use, counted once per window like users are."""
-    joined = _in_windows(rollups, grid, rollups.per_feature)
-    rows = joined.select("account", "as_of", "event",
-                         used_30=_first_in_window(joined, "w30"),
-                         used_prev_30=_first_in_window(joined, "prev30"),
-                         used_90=_first_in_window(joined, "w90"))
+    """Per (account, as_of) rows of feature masks by window; OR them, count the bits."""
+    masks = [f"feature_mask_{k}" for k in range(rollups.mask_words)]
+    per_bucket = rollups.per_user.group_by(["account", "bucket"]).aggregate(
+        **{m: bit_or(rollups.per_user[m]) for m in masks})
+    joined = _in_windows(rollups, grid, per_bucket)
+    rows = joined.select(
+        "account", "as_of",
+        **{f"{window}_{m}": joined[m] * joined[window]
+           for window in ("w30", "prev30", "w90") for m in masks})
     return rows.join(rollups.names, "account").drop("account")
+
+
+def distinct_features(feature_usage: ir.Table, window: str) -> ir.IntegerValue:
+    """Product features used in ``window``: set bits of the OR of its feature masks."""
+    words = [c for c in feature_usage.columns if c.startswith(f"{window}_feature_mask_")]
+    total: ir.IntegerValue = bit_count(bit_or(feature_usage[words[0]]))
+    for column in words[1:]:
+        total = total + bit_count(bit_or(feature_usage[column]))
+    return total
 
 
 def tickets_seen(tickets: ir.Table, grid: Grid) -> ir.Table:

@@ -6,6 +6,7 @@ import ibis.expr.types as ir
 
 from churnlens.features.expressions import ratio as _ratio
 from churnlens.features.registry import feature
+from churnlens.features.sources import distinct_features
 
 
 @feature(pillar="adoption", unit="users", window_days=7, higher_is_riskier=False, fill=0,
@@ -96,21 +97,21 @@ def top_user_share_30d(user_activity: ir.Table) -> ir.Value:
          sentence="{value} product features used in the last 30 days")
 def features_used_30d(feature_usage: ir.Table) -> ir.Value:
     """Distinct product features (event names) used in the 30 days before as_of."""
-    return feature_usage.used_30.sum()
+    return distinct_features(feature_usage, "w30")
 
 
 @feature(pillar="adoption", unit="features", window_days=30, higher_is_riskier=False, fill=0,
          sentence="{value} features were used in the 30 days before the last 30")
 def features_used_prev_30d(feature_usage: ir.Table) -> ir.Value:
     """Distinct product features used 31 to 60 days before as_of."""
-    return feature_usage.used_prev_30.sum()
+    return distinct_features(feature_usage, "prev30")
 
 
 @feature(pillar="adoption", unit="features", window_days=90, higher_is_riskier=False, fill=0,
          sentence="{value} product features used in the last 90 days")
 def features_used_90d(feature_usage: ir.Table) -> ir.Value:
     """Distinct product features used in the 90 days before as_of."""
-    return feature_usage.used_90.sum()
+    return distinct_features(feature_usage, "w90")
 
 
 # --------------------------------------------------------------------------- derived

@@ -10,6 +10,7 @@ calibration slice and keeps the one with the lower Brier score on validation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
@@ -46,7 +47,8 @@ class Calibrator:
         kind = str(data["kind"])
         if kind not in ("platt", "isotonic", "identity"):
             raise ValueError(f"unknown calibrator kind {kind!r}")
-        return Calibrator(kind=kind, params=dict(data.get("params", {})))  # type: ignore[arg-type]
+        params: Any = data.get("params", {})
+        return Calibrator(kind=kind, params=dict(params))
 
 
 def fit_platt(raw: np.ndarray, y: np.ndarray) -> Calibrator:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ class FeatureSpace:
         if missing:
             raise KeyError(f"snapshot rows lack the model's features: {missing[:5]}"
                            f"{' ...' if len(missing) > 5 else ''}")
-        columns = {}
+        columns: dict[str, Any] = {}
         for name in self.features:
             if name in self.categories:
                 columns[name] = pd.Categorical(frame[name].astype("object"),
@@ -43,9 +44,9 @@ class FeatureSpace:
         return {"features": list(self.features), "categories": self.categories}
 
     @staticmethod
-    def from_json(data: dict[str, object]) -> FeatureSpace:
-        return FeatureSpace(features=tuple(data["features"]),  # type: ignore[arg-type]
-                            categories=dict(data["categories"]))  # type: ignore[arg-type]
+    def from_json(data: dict[str, Any]) -> FeatureSpace:
+        return FeatureSpace(features=tuple(data["features"]),
+                            categories=dict(data["categories"]))
 
 
 def feature_space(frame: pd.DataFrame, features: tuple[str, ...]) -> FeatureSpace:

@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import precision_recall_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_curve
 
-from churnlens.training.metrics import calibration_table  # noqa: E402
+from churnlens.training.metrics import calibration_table
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -89,7 +89,8 @@ def shap_summary_plot(values: np.ndarray, x: pd.DataFrame, path: Path, title: st
     shown = x.copy()
     for column in shown.columns:
         if isinstance(shown[column].dtype, pd.CategoricalDtype):
-            shown[column] = shown[column].cat.codes.replace(-1, np.nan)
+            codes = shown[column].cat.codes.astype(float)
+            shown[column] = codes.where(codes >= 0)
     shap.summary_plot(values, shown.astype(float), max_display=top, show=False,
                       plot_size=(8, 6))
     fig = plt.gcf()

@@ -28,7 +28,7 @@ def model_input(frame: pd.DataFrame, space: FeatureSpace) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-class CalibratedModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class CalibratedModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
     def __init__(self, target: str) -> None:
         self.target = target
         self._bundle: Any = None

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +97,10 @@ def fit_target(target: str, parts: dict[str, pd.DataFrame], space: FeatureSpace,
     y = {name: labels_of(part, label) for name, part in parts.items()}
     for name in ("fit", "tuning", "calibration"):
         if not 0 < y[name].sum() < len(y[name]):
-            raise ValueError(f"the {name} slice has no {'positive' if not y[name].sum() else 'negative'} "
-                             f"'{label}' labels ({len(y[name])} snapshots); a {target} model "
-                             "cannot be trained on this history")
+            kind = "positive" if not y[name].sum() else "negative"
+            raise ValueError(f"the {name} slice has no {kind} '{label}' labels "
+                             f"({len(y[name])} snapshots); a {target} model cannot be "
+                             "trained on this history")
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
 
@@ -285,7 +286,7 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
     experiment_id = tracking.ensure_experiment(client, home, settings.horizon_days)
     fingerprint = data_fingerprint(home.features)
     report: dict[str, Any] = {
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "horizon_days": settings.horizon_days,
         "split": split.as_dict(),
         "snapshots": {name: len(part) for name, part in parts.items()},
@@ -406,7 +407,7 @@ def promote(settings: Settings, run_id: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         bundle_dir = tracking.download_bundle(client, run_id, Path(tmp))
         exported = set_champion(client, scoped, run_id, versions, bundle_dir)
-    reason = f"promoted by hand at {datetime.now(timezone.utc).isoformat(timespec='seconds')}"
+    reason = f"promoted by hand at {datetime.now(UTC).isoformat(timespec='seconds')}"
     client.set_tag(run_id, "promoted", "true")
     client.set_tag(run_id, "promotion", "manual")
     client.set_tag(run_id, "promotion_reason", reason)
