@@ -74,3 +74,25 @@ def test_too_short_a_history_says_what_it_needs() -> None:
     with pytest.raises(NotEnoughHistory, match="5 labelled snapshot dates; training needs at "
                                                "least 12"):
         split_dates([date(2024, m, 1) for m in range(1, 6)], 3, 3, 3)
+
+
+def test_tracking_store_defaults_to_sqlite_under_home_and_yields_to_the_environment(
+        tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from churnlens.home import Home
+    from churnlens.training.tracking import tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    home = Home(tmp_path / "home")
+    assert tracking_uri(home, None) == f"sqlite:///{(tmp_path / 'home' / 'mlflow.db').as_posix()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert tracking_uri(home, None) == "http://mlflow.internal:5000"
+    assert tracking_uri(home, "sqlite:///elsewhere.db") == "sqlite:///elsewhere.db"
+
+
+def test_train_before_features_says_what_to_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import churnlens
+
+    result = churnlens(tmp_path / "home", "train", check=False)
+    assert result.returncode == 2
+    assert "run `churnlens features` first" in result.stderr
+    assert "Traceback" not in result.stderr
