@@ -98,6 +98,8 @@ class Buckets:
 
     calendar: ir.Table
     membership: ir.Table
+    ends: ir.Table
+    """``bucket`` and ``bucket_end``, its first day after (bucket -1 ends at the first cut)."""
 
 
 def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]]) -> Buckets:
@@ -130,7 +132,9 @@ def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]]) -
             for name, (start, end) in windows.items():
                 rows[name].append(int(low >= as_of_day - end and high <= as_of_day - start))
                 rows[f"{name}_first"].append(bisect.bisect_left(cuts, as_of_day - end))
+    ends = {"bucket": [-1, *range(len(cuts) - 1)], "bucket_end": [cuts[0], *cuts[1:]]}
     return Buckets(calendar=ibis.memtable(calendar, schema={k: "int64" for k in calendar}),
+                   ends=ibis.memtable(ends, schema={k: "int64" for k in ends}),
                    membership=ibis.memtable(rows, schema={k: "int64" for k in rows}))
 
 
@@ -143,7 +147,7 @@ def _first_in_window(joined: ir.Table, window: str) -> ir.IntegerValue:
 def _account_names(accounts: ir.Table) -> ir.Table:
     """Hashed account key back to account_id, from the small accounts table (validation has
     already tied every event to a known account), so no extra pass over the events."""
-    names = accounts.select("account_id")
+    names = accounts.select("account_id", created_day=_day(accounts.created_at))
     return names.mutate(account=names.account_id.hash())
 
 
@@ -153,19 +157,33 @@ class EventRollups:
 
     ``per_user``: (account, user, bucket) with events, quantity, key_events, active_days,
     first_day, last_day, first_key_day, previous_bucket (the user's previous active bucket,
-    -1 for none) and ``feature_mask_<k>``: bit ``i`` of word ``k`` set when the user used
+    -2 for none) and ``feature_mask_<k>``: bit ``i`` of word ``k`` set when the user used
     product feature ``63 k + i`` (``event_names`` order) in the bucket. Distinct features in a
     window are then the set bits of an OR over its buckets: no per-feature rows, no second pass
-    over the events. Days before the
+    over the events. ``cohorts`` sums users of an account that share (bucket, previous bucket)
+    into one row, with the masks OR-ed and the first key action. ``onboarded``: per (account,
+    bucket), the users first seen in it within 30 days of the account's creation. Days before
+    the
     first window edge fall in bucket -1, which no window reads but onboarding (first days) does;
     days on or after the last snapshot are never read at all. Accounts are hashed integers; join
     ``names`` to get ``account_id`` back.
     """
 
     per_user: ir.Table
+    cohorts: ir.Table
+    onboarded: ir.Table
     buckets: Buckets
     names: ir.Table
     mask_words: int
+
+    @property
+    def id_of(self) -> ir.Table:
+        """Hashed account key to account_id."""
+        return self.names.select("account", "account_id")
+
+
+NO_PREVIOUS = -2
+"""``previous_bucket`` of a user's first active bucket (bucket -1 holds the early days)."""
 
 
 BITS_PER_WORD = 63
@@ -211,9 +229,21 @@ def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
         **{f"feature_mask_{k}": bit_or(_[f"feature_bit_{k}"]) for k in range(words)})
     per_user = per_user.mutate(active_days=bit_count(per_user.day_mask)).drop("day_mask")
     per_user = per_user.mutate(previous_bucket=per_user.bucket.lag().over(
-        group_by=["account", "user"], order_by="bucket").fill_null(-1))
-    return EventRollups(per_user=per_user, buckets=buckets, names=_account_names(accounts),
-                        mask_words=words)
+        group_by=["account", "user"], order_by="bucket").fill_null(NO_PREVIOUS))
+    names = _account_names(accounts)
+    cohorts = per_user.group_by(["account", "bucket", "previous_bucket"]).aggregate(
+        users=_.count(), events=_.events.sum(), quantity=_.quantity.sum(),
+        key_events=_.key_events.sum(), active_days=_.active_days.sum(),
+        last_day=_.last_day.max(), first_key_day=_.first_key_day.min(),
+        **{f"feature_mask_{k}": bit_or(_[f"feature_mask_{k}"]) for k in range(words)})
+    # users first seen within 30 days of their account's creation, by the bucket they appeared
+    newcomers = per_user.filter(per_user.previous_bucket == NO_PREVIOUS).join(
+        names.select("account", "created_day"), "account")
+    onboarded = newcomers.filter(
+        newcomers.first_day < newcomers.created_day + ONBOARDING_DAYS).group_by(
+        ["account", "bucket"]).aggregate(onboarded_users=_.count())
+    return EventRollups(per_user=per_user, cohorts=cohorts, onboarded=onboarded,
+                        buckets=buckets, names=names, mask_words=words)
 
 
 def _in_windows(rollups: EventRollups, grid: Grid, rows: ir.Table) -> ir.Table:
@@ -230,10 +260,7 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
     on. Users of an account that share (bucket, previous bucket) are summed into one row
     first, which is what keeps the join to the snapshots small.
     """
-    cohorts = rollups.per_user.group_by(["account", "bucket", "previous_bucket"]).aggregate(
-        users=_.count(), events=_.events.sum(), quantity=_.quantity.sum(),
-        key_events=_.key_events.sum(), active_days=_.active_days.sum(), last_day=_.last_day.max())
-    joined = _in_windows(rollups, grid, cohorts)
+    joined = _in_windows(rollups, grid, rollups.cohorts)
 
     def users_in(window: str) -> ir.IntegerValue:
         return joined.users * _first_in_window(joined, window)
@@ -252,7 +279,7 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
         key_30=joined.key_events * joined.w30,
         last_age=joined.as_of_day - joined.last_day,
     )
-    return rows.join(rollups.names, "account").drop("account")
+    return rows.join(rollups.id_of, "account").drop("account")
 
 
 def user_activity_30d(rollups: EventRollups, grid: Grid) -> ir.Table:
@@ -261,7 +288,7 @@ def user_activity_30d(rollups: EventRollups, grid: Grid) -> ir.Table:
     joined = joined.filter(joined.w30 == 1)
     per_user = joined.group_by(["account", "as_of", "user"]).aggregate(
         events_30=joined.events.sum())
-    return per_user.join(rollups.names, "account").drop("account")
+    return per_user.join(rollups.id_of, "account").drop("account")
 
 
 def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
@@ -279,14 +306,15 @@ def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
 def usage_by_feature(rollups: EventRollups, grid: Grid) -> ir.Table:
     """Per (account, as_of) rows of feature masks by window; OR them, count the bits."""
     masks = [f"feature_mask_{k}" for k in range(rollups.mask_words)]
-    per_bucket = rollups.per_user.group_by(["account", "bucket"]).aggregate(
-        **{m: bit_or(rollups.per_user[m]) for m in masks})
+    cohorts = rollups.cohorts
+    per_bucket = cohorts.group_by(["account", "bucket"]).aggregate(
+        **{m: bit_or(cohorts[m]) for m in masks})
     joined = _in_windows(rollups, grid, per_bucket)
     rows = joined.select(
         "account", "as_of",
         **{f"{window}_{m}": joined[m] * joined[window]
            for window in ("w30", "prev30", "w90") for m in masks})
-    return rows.join(rollups.names, "account").drop("account")
+    return rows.join(rollups.id_of, "account").drop("account")
 
 
 def distinct_features(feature_usage: ir.Table, window: str) -> ir.IntegerValue:
@@ -423,22 +451,20 @@ def onboarding_state(accounts: ir.Table, rollups: EventRollups,
     as_of is masked, so nothing later leaks in.
     """
     a = accounts.select("account_id", created_day=_day(accounts.created_at))
-    per_user = rollups.per_user
-    first_seen = per_user.group_by(["account", "user"]).aggregate(first_day=_.first_day.min())
-    first_seen = first_seen.join(rollups.names, "account")
-    early = first_seen.pipe(attach, a, "account_id", how="inner")
-    early = early.filter(early.first_day < early.created_day + ONBOARDING_DAYS)
-    by_day = early.group_by(["account_id", "first_day"]).aggregate(users=_.count())
-
+    cohorts = rollups.cohorts
+    # a bucket lies before as_of exactly when it ends on or before as_of: every as_of is a cut
+    onboarded = rollups.onboarded.join(rollups.buckets.ends, "bucket").join(rollups.id_of,
+                                               "account")
     pop = population.pipe(attach, a, "account_id", how="inner")
-    partial = pop.join(by_day, [pop.account_id == by_day.account_id,
-                                by_day.first_day < pop.as_of_day]).select(
-        pop.account_id, pop.as_of, by_day.users)
+    partial = pop.join(onboarded, [pop.account_id == onboarded.account_id,
+                                   onboarded.bucket_end <= pop.as_of_day]).select(
+        pop.account_id, pop.as_of, onboarded.onboarded_users)
     partial = partial.group_by(["account_id", "as_of"]).aggregate(
-        activated_users=partial.users.sum())
+        activated_users=partial.onboarded_users.sum())
 
-    first_key = per_user.group_by("account").aggregate(first_key_day=_.first_key_day.min())
-    first_key = first_key.join(rollups.names, "account").drop("account")
+    first_key = cohorts.group_by("account").aggregate(first_key_day=_.first_key_day.min())
+    first_key = first_key.join(rollups.id_of, "account").drop(
+        "account")
     state = (pop.pipe(attach, partial, ["account_id", "as_of"])
              .pipe(attach, first_key, "account_id"))
     if subscriptions is not None:
