@@ -95,11 +95,14 @@ def test_demo_runs_as_far_as_the_pipeline_goes(tmp_path: Path) -> None:
     assert "no champion yet" in result.stdout
     assert "Coming next" in result.stdout
     assert (home / "models" / "CHAMPION").read_text().strip() == "v1"
+    assert "Riskiest accounts at" in result.stdout
+    assert list((home / "scores").glob("*.parquet"))
     assert (home / "mlflow.db").is_file()
 
 
 def test_every_command_has_useful_help(tmp_path: Path) -> None:
-    for command in ("synth", "validate", "features", "train", "promote", "demo"):
+    for command in ("synth", "validate", "features", "train", "promote", "score",
+                    "demo"):
         result = churnlens(tmp_path, command, "--help")
         assert "Usage" in result.stdout and len(result.stdout) > 400, command
 

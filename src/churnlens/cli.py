@@ -368,6 +368,47 @@ def promote(
                   f"[bold]{result['bundle']}[/]")
 
 
+@app.command()
+def score(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the riskiest accounts as "
+                                          "JSON.")] = False,
+    top: Annotated[int, typer.Option(min=0, help="How many of the riskiest accounts to "
+                                     "print.")] = 10,
+) -> None:
+    """Score every active account at the latest snapshot with the champion, explained.
+
+    Writes HOME/scores/<as_of>.parquet and .csv (the table a CS platform imports): churn and
+    expansion probability, tier, health score, segment, the top drivers as sentences, the
+    failing pillar, the playbook and why, the model version and the as_of of the features.
+    """
+    from churnlens.serving.playbooks import PlaybookError
+    from churnlens.serving.score import riskiest
+    from churnlens.serving.score import score as run_score
+    from churnlens.training.bundle import BundleError
+
+    settings = _settings()
+    try:
+        with console.status("Scoring..."):
+            run = run_score(settings)
+    except (BundleError, FileNotFoundError, PlaybookError) as error:
+        errors.print(f"[red]Cannot score:[/] {error}")
+        raise typer.Exit(2) from None
+    rows = riskiest(run.table, top)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    table = Table(title=f"Riskiest accounts at {run.as_of} (model {run.model_version})")
+    for column in ("account", "churn", "tier", "health", "segment", "playbook", "top driver"):
+        table.add_column(column, justify="right" if column in ("churn", "health") else "left")
+    for row in rows:
+        table.add_row(row["account_id"], f"{row['churn_probability']:.0%}", row["tier"],
+                      str(row["health_score"]), row["segment"], row["playbook"],
+                      row["driver_1_sentence"] or "")
+    console.print(table)
+    console.print(f"{len(run.table):,} accounts scored in {run.seconds:.1f}s; score table "
+                  f"written to [bold]{run.parquet}[/] and [bold]{run.csv}[/]")
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -396,6 +437,8 @@ def demo(
     console.rule("[bold]4. Train, evaluate and promote")
     train(horizon_days=None, validation_months=None, seed=None, mlflow_tracking_uri=None,
           as_json=False)
+    console.rule("[bold]5. Score every active account")
+    score(as_json=False, top=10)
     console.rule("[bold]Next")
     console.print(
         "Done so far: a generated company in "
@@ -403,8 +446,9 @@ def demo(
         f"[bold]{settings.layout.features}[/], and a calibrated champion in "
         f"[bold]{settings.layout.models}[/] (runs in MLflow at "
         f"[bold]{settings.layout.mlflow_db}[/]: `uv run mlflow ui --backend-store-uri "
-        f"sqlite:///{settings.layout.mlflow_db}`).\n"
-        "Coming next in this pipeline: [bold]churnlens score[/] and [bold]serve[/]."
+        f"sqlite:///{settings.layout.mlflow_db}`), and the score table in "
+        f"[bold]{settings.layout.scores}[/].\n"
+        "Coming next in this pipeline: [bold]churnlens serve[/] (the HTTP API)."
         + ("" if serve else " (--no-serve: the server would not be started.)"))
 
 

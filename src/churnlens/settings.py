@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         None, description="MLflow store; default SQLite at HOME/mlflow.db. MLFLOW_TRACKING_URI "
         "also works.")
 
+    # scoring and serving
+    tier_high: float = Field(0.25, gt=0, le=1, description="Churn probability from which an "
+                             "account is high risk.")
+    tier_medium: float = Field(0.10, gt=0, le=1, description="Churn probability from which an "
+                               "account is medium risk.")
+    playbooks: Path | None = Field(None, description="YAML playbook rules replacing the shipped "
+                                   "ones.")
+
     # execution
     backend: Literal["duckdb"] = "duckdb"
     duckdb_memory_limit: str | None = Field(

@@ -198,3 +198,38 @@ def test_shap_ranks_the_simulations_strongest_drivers_highest(runs: dict[str, An
         assert strongest[0] in found, (target, strongest, top)
         if target == "churn":  # expansion's signal is too faint on 700 accounts for more
             assert len(found) >= 2, (target, strongest, top)
+
+
+def test_score_table_is_the_champions_explained_answer(runs: dict[str, Any]) -> None:
+    import pandas as pd
+
+    from churnlens.features.pipeline import read_snapshots
+
+    home = runs["home"]
+    out = churnlens(home, "score", "--json", "--top", "5")
+    riskiest = json.loads(out.stdout)
+    assert len(riskiest) == 5
+    assert riskiest[0]["churn_probability"] >= riskiest[-1]["churn_probability"]
+
+    tables = sorted((home / "scores").glob("*.parquet"))
+    assert len(tables) == 1 and tables[0].with_suffix(".csv").is_file()
+    table = pd.read_parquet(tables[0])
+    snapshots = read_snapshots(home / "features").to_pandas()
+    latest = snapshots[snapshots["as_of"] == snapshots["as_of"].max()]
+    assert sorted(table["account_id"]) == sorted(latest["account_id"])
+    assert not latest["labelled"].any()  # the accounts to act on: their future is unknown
+    assert (table["model_version"] == "v3").all()
+
+    bundle = load_bundle(home / "models" / "v3")
+    expected = bundle.score(latest.set_index("account_id").loc[table["account_id"]]
+                            .reset_index())
+    assert np.allclose(table["churn_probability"], expected["churn"], atol=1e-12)
+    assert np.allclose(table["expansion_probability"], expected["expansion"], atol=1e-12)
+    assert set(table["tier"]) <= {"high", "medium", "low"}
+    assert table["health_score"].between(0, 100).all()
+    assert table["driver_1_sentence"].str.len().gt(0).all()
+    assert set(table["playbook"]) <= {"renewal save", "onboarding rescue", "support escalation",
+                                      "adoption push", "expansion offer", "monitor"}
+    drivers = json.loads(table["drivers_json"].iloc[0])
+    assert drivers[0]["feature"] == table["driver_1"].iloc[0]
+    assert abs(drivers[0]["points"]) >= abs(drivers[-1]["points"])

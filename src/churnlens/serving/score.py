@@ -1,0 +1,161 @@
+"""``churnlens score``: every active account at the latest snapshot, scored and explained.
+
+The score table is what a CS platform imports each night and what the API answers known
+accounts from: probabilities, tier, health score, segment, the top drivers as sentences, the
+failing pillar, the playbook and why, the model version and the as_of of the features.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from churnlens.features.registry import PILLARS_ORDER
+from churnlens.serving import explain
+from churnlens.serving.playbooks import Playbooks, load_playbooks
+from churnlens.settings import Settings
+from churnlens.training.bundle import Bundle, BundleError, latest_bundle, load_bundle
+from churnlens.training.evaluation import touch_segment
+from churnlens.training.matrix import load_snapshots
+
+CHUNK_ROWS = 100_000
+TABLE_DRIVERS = 3
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    table: pd.DataFrame
+    parquet: Path
+    csv: Path
+    as_of: date
+    model_version: str
+    seconds: float
+
+
+def champion(settings: Settings) -> Bundle:
+    folder = latest_bundle(settings.layout.models)
+    if folder is None:
+        raise BundleError(f"no champion model under {settings.layout.models}: run "
+                          "`churnlens train` first")
+    return load_bundle(folder)
+
+
+def latest_snapshot(settings: Settings) -> tuple[pd.DataFrame, date]:
+    frame, _ = load_snapshots(settings.layout.features)
+    if frame.empty:
+        raise FileNotFoundError(f"no snapshots under {settings.layout.features}")
+    as_of = max(frame["as_of"])
+    return frame[frame["as_of"] == as_of].reset_index(drop=True), as_of
+
+
+def _facts(row: dict[str, Any], pillar_row: dict[str, float]) -> dict[str, Any]:
+    strongest = max(pillar_row, key=lambda p: pillar_row[p])
+    failing = strongest if pillar_row[strongest] > 0 else None
+    return {**row, "failing_pillar": failing,
+            "pillar_points": f"{pillar_row.get(failing, 0.0):+.1f}" if failing else "0",
+            "pillar_title": (failing or "").capitalize(),
+            "churn_pct": f"{100 * row['churn_probability']:.0f}",
+            "expansion_pct": f"{100 * row['expansion_probability']:.0f}"}
+
+
+def score_frame(bundle: Bundle, frame: pd.DataFrame, settings: Settings,
+                playbooks: Playbooks) -> pd.DataFrame:
+    """Explained scores for snapshot rows (any number; done in chunks)."""
+    parts = [_score_chunk(bundle, frame.iloc[start:start + CHUNK_ROWS], settings, playbooks)
+             for start in range(0, len(frame), CHUNK_ROWS)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _score_chunk(bundle: Bundle, frame: pd.DataFrame, settings: Settings,
+                 playbooks: Playbooks) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True)
+    x = bundle.space.matrix(frame)
+    churn = explain.explain(bundle.models["churn"], x)
+    expansion = bundle.models["expansion"].probability(x)
+    pillars = explain.pillar_points(bundle.space.features, churn.points)
+    average = float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
+    tiers = explain.tier(churn.probability, settings.tier_high, settings.tier_medium)
+    out = pd.DataFrame({
+        "account_id": frame["account_id"].astype(str),
+        "as_of": frame["as_of"],
+        "churn_probability": churn.probability,
+        "expansion_probability": expansion,
+        "tier": tiers,
+        "health_score": explain.health_score(churn.probability, average),
+        "segment": touch_segment(frame["mrr"], settings.high_touch_arr, settings.mid_touch_arr)
+        if "mrr" in frame else "unknown",
+    })
+    for pillar in PILLARS_ORDER:
+        out[f"{pillar}_points"] = pillars[pillar]
+    plays, reasons, failing, top = [], [], [], []
+    values = frame[list(bundle.space.features)].astype(object).to_numpy()
+    chosen = explain.top_features(churn.points)
+    for i in range(len(frame)):
+        row = {"tier": tiers[i], "churn_probability": float(churn.probability[i]),
+               "expansion_probability": float(expansion[i]),
+               "days_to_renewal": _number(frame, "days_to_renewal", i),
+               "tenure_days": _number(frame, "tenure_days", i)}
+        facts = _facts(row, {p: float(pillars[p][i]) for p in PILLARS_ORDER})
+        play, reason = playbooks.choose(facts)
+        plays.append(play)
+        reasons.append(reason)
+        failing.append(facts["failing_pillar"])
+        top.append(explain.drivers(bundle.space.features, values[i], churn.points[i],
+                                   chosen[i]))
+    out["failing_pillar"] = failing
+    out["playbook"] = plays
+    out["playbook_reason"] = reasons
+    for k in range(TABLE_DRIVERS):
+        for key, column in (("feature", f"driver_{k + 1}"), ("points", f"driver_{k + 1}_points"),
+                            ("sentence", f"driver_{k + 1}_sentence")):
+            out[column] = pd.Series([d[k][key] if len(d) > k else None for d in top],
+                                    dtype=object)
+    out["drivers_json"] = [json.dumps(d, default=str) for d in top]
+    out["model_version"] = bundle.version
+    return out
+
+
+def _number(frame: pd.DataFrame, column: str, row: int) -> float | None:
+    if column not in frame:
+        return None
+    value: Any = frame.at[row, column]
+    return None if pd.isna(value) else float(value)
+
+
+def write_table(table: pd.DataFrame, folder: Path, as_of: date) -> tuple[Path, Path]:
+    """Parquet and CSV, each written beside its final name and renamed into place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parquet, csv = folder / f"{as_of.isoformat()}.parquet", folder / f"{as_of.isoformat()}.csv"
+    for path, write in ((parquet, lambda p: table.to_parquet(p, index=False)),
+                        (csv, lambda p: table.to_csv(p, index=False))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        write(tmp)
+        os.replace(tmp, path)
+    return parquet, csv
+
+
+def score(settings: Settings) -> ScoreRun:
+    started = time.perf_counter()
+    bundle = champion(settings)
+    frame, as_of = latest_snapshot(settings)
+    table = score_frame(bundle, frame, settings, load_playbooks(settings.playbooks))
+    table = table.sort_values(["churn_probability", "account_id"], ascending=[False, True],
+                              kind="stable").reset_index(drop=True)
+    parquet, csv = write_table(table, settings.layout.scores, as_of)
+    return ScoreRun(table=table, parquet=parquet, csv=csv, as_of=as_of,
+                    model_version=bundle.version, seconds=time.perf_counter() - started)
+
+
+def riskiest(table: pd.DataFrame, count: int = 10) -> list[dict[str, Any]]:
+    columns = ["account_id", "churn_probability", "tier", "health_score", "segment",
+               "playbook", "driver_1_sentence"]
+    return [{str(k): v for k, v in row.items()}
+            for row in table.head(count)[columns].to_dict(orient="records")]
+

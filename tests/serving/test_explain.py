@@ -1,0 +1,93 @@
+"""Explanations: SHAP adds up, points share out the calibrated gap, tiers and health."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnlens.serving.explain import explain, health_score, pillar_points, tier, top_features
+from churnlens.serving.playbooks import PlaybookError, load_playbooks
+from churnlens.training.bundle import TargetModel
+from churnlens.training.calibration import fit_isotonic, fit_platt
+
+FEATURES = ("seat_utilisation_30d", "tickets_90d", "days_to_renewal", "mean_nps_180d")
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(0)
+    n = 6000
+    x = pd.DataFrame({
+        "seat_utilisation_30d": rng.uniform(0, 1.2, n),
+        "tickets_90d": rng.poisson(3, n).astype(float),
+        "days_to_renewal": rng.integers(0, 365, n).astype(float),
+        "mean_nps_180d": np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0, 10, n)),
+    })
+    logit = -2 - 2.5 * (x.seat_utilisation_30d - 0.6) + 0.2 * x.tickets_90d \
+        - 0.004 * x.days_to_renewal
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return x, y
+
+
+@pytest.mark.parametrize("fit_calibrator", [fit_platt, fit_isotonic])
+def test_contributions_add_up_and_points_share_out_the_gap(data, fit_calibrator) -> None:  # type: ignore[no-untyped-def]
+    x, y = data
+    booster = lgb.train({"objective": "binary", "num_leaves": 7, "verbosity": -1, "seed": 1},
+                        lgb.Dataset(x, y), num_boost_round=60)
+    model = TargetModel(booster=booster, calibrator=fit_calibrator(booster.predict(x), y))
+    explained = explain(model, x)
+    # TreeSHAP: contributions plus the base value reproduce the raw score exactly
+    raw = booster.predict(x, raw_score=True)
+    assert np.allclose(explained.contributions.sum(axis=1) + explained.base_margin, raw,
+                       atol=1e-9)
+    assert np.allclose(explained.probability, model.probability(x), atol=1e-12)
+    # probability points add up to the calibrated probability minus the calibrated base
+    gap = (explained.probability - explained.base_probability) * 100
+    assert np.allclose(explained.points.sum(axis=1), gap, atol=1e-9)
+    # low seat utilisation raises churn: its points are positive where it is lowest
+    low = x.seat_utilisation_30d < 0.1
+    assert (explained.points[low.to_numpy(), 0] > 0).mean() > 0.9
+
+
+def test_top_features_are_ordered_by_size() -> None:
+    points = np.array([[0.1, -3.0, 2.0, 0.0], [5.0, 0.2, -0.3, 1.0]])
+    assert top_features(points, 3).tolist() == [[1, 2, 0], [0, 3, 2]]
+
+
+def test_pillars_tiers_and_health() -> None:
+    points = np.array([[1.0, 2.0, -0.5, 0.25]])
+    by_pillar = pillar_points(FEATURES, points)
+    assert by_pillar["adoption"][0] == 1.0
+    assert by_pillar["support"][0] == 2.0
+    assert by_pillar["commercial"][0] == -0.5
+    assert by_pillar["satisfaction"][0] == 0.25
+    assert tier(np.array([0.3, 0.12, 0.01]), 0.25, 0.10).tolist() == ["high", "medium", "low"]
+    assert health_score(np.array([0.0, 0.05, 0.1, 0.5]), 0.05).tolist() == [100, 50, 0, 0]
+
+
+def test_default_playbooks_pick_by_tier_pillar_and_renewal() -> None:
+    playbooks = load_playbooks()
+    facts = {"tier": "high", "churn_probability": 0.4, "expansion_probability": 0.02,
+             "days_to_renewal": 30.0, "tenure_days": 400.0, "failing_pillar": "adoption",
+             "pillar_points": "+9.0", "pillar_title": "Adoption", "churn_pct": "40",
+             "expansion_pct": "2"}
+    assert playbooks.choose(facts)[0] == "renewal save"
+    assert "30 days away" in playbooks.choose(facts)[1]
+    assert playbooks.choose({**facts, "days_to_renewal": 200.0})[0] == "adoption push"
+    assert playbooks.choose({**facts, "days_to_renewal": 200.0,
+                             "failing_pillar": "support"})[0] == "support escalation"
+    healthy = {**facts, "tier": "low", "expansion_probability": 0.3, "expansion_pct": "30"}
+    assert playbooks.choose(healthy) == (
+        "expansion offer", "Healthy account with a 30% chance of expanding within the horizon.")
+    assert playbooks.choose({**healthy, "expansion_probability": 0.01})[0] == "monitor"
+
+
+def test_a_bad_playbook_file_names_the_rule(tmp_path: Path) -> None:
+    path = tmp_path / "playbooks.yaml"
+    path.write_text("rules:\n  - playbook: call them\n    when: {tier: [high], mood: [sad]}\n")
+    with pytest.raises(PlaybookError, match=r"rule 1 \(call them\) has unknown conditions"):
+        load_playbooks(path)
