@@ -93,7 +93,7 @@ def test_demo_runs_as_far_as_the_pipeline_goes(tmp_path: Path) -> None:
     result = churnlens(home, "demo", "--accounts", "300", "--months", "18", "--no-serve")
     assert "Validation (lenient)" in result.stdout
     assert "no champion yet" in result.stdout
-    assert "Coming next" in result.stdout
+    assert "not starting the API" in result.stdout
     assert (home / "models" / "CHAMPION").read_text().strip() == "v1"
     assert "Riskiest accounts at" in result.stdout
     assert list((home / "scores").glob("*.parquet"))

@@ -409,6 +409,83 @@ def score(
                   f"written to [bold]{run.parquet}[/] and [bold]{run.csv}[/]")
 
 
+keys_app = typer.Typer(help="API keys for the risk API: create, list, revoke.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store():  # type: ignore[no-untyped-def]
+    from churnlens.serving.keys import KeyStore
+
+    return KeyStore(_settings().layout.root / "api_keys.json")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    scope: Annotated[str, typer.Option(help="read (risk and portfolio), whatif (also live "
+                                       "what-if) or admin (also reload).")] = "read",
+) -> None:
+    """Create a key. It is printed alone on the last line and never shown again."""
+    try:
+        record, key = _key_store().create(name, scope)  # type: ignore[arg-type]
+    except ValueError as error:
+        errors.print(f"[red]Cannot create the key:[/] {error}")
+        raise typer.Exit(2) from None
+    console.print(f"Created key [bold]{record.id}[/] ({record.name}, scope {record.scope}). "
+                  "Store it now: only its hash is kept.")
+    sys.stdout.write(key + "\n")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key's id, name, scope and dates (never the key itself)."""
+    table = Table(title="API keys")
+    for column in ("id", "name", "scope", "created", "revoked"):
+        table.add_column(column)
+    for record in _key_store().records():
+        table.add_row(record.id, record.name, record.scope, record.created_at,
+                      record.revoked_at or "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The id `keys list` shows.")]
+                ) -> None:
+    """Revoke a key; the server refuses it from the next request on."""
+    try:
+        record = _key_store().revoke(key_id)
+    except LookupError as error:
+        errors.print(f"[red]Cannot revoke:[/] {error}")
+        raise typer.Exit(2) from None
+    console.print(f"Revoked key {record.id} ({record.name}).")
+
+
+@app.command("serve")
+def serve_api(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the risk API (OpenAPI at /docs) with uvicorn.
+
+    Answers come from the champion bundle and the latest snapshot; callers authenticate with
+    keys from `churnlens keys create`.
+    """
+    import os
+
+    import uvicorn
+
+    settings = _settings()
+    if not _key_store().records():
+        console.print("[yellow]No API keys yet:[/] create one with `churnlens keys create "
+                      "--name me`.")
+    os.environ["CHURNLENS_HOME"] = str(settings.home.resolve())
+    console.print(f"Serving on http://{host}:{port} (docs at /docs)")
+    uvicorn.run("churnlens.serving.main:app", host=host, port=port, workers=workers,
+                factory=True, log_level="warning")
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -418,12 +495,14 @@ def demo(
     months: Annotated[int, typer.Option(min=16, help="Months of history.")] = 36,
     seed: Annotated[int, typer.Option()] = 7,
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the API at the end "
-                                        "(once serving exists).")] = True,
+                                        "(Ctrl-C stops it).")] = True,
+    port: Annotated[int, typer.Option(help="Port for the API.")] = 8000,
 ) -> None:
-    """The main job on embedded defaults: generate, validate, and go as far as the pipeline goes.
+    """The main job on embedded defaults: generate, validate, build, train, score, serve.
 
-    Generates a demo company into HOME/raw, validates it, then runs each later step that
-    exists (features, training, scoring, serving) and says what comes next.
+    Generates a demo company into HOME/raw, validates it, builds its snapshots, trains and
+    promotes the models, scores every account, prints the riskiest, and starts the API with a
+    demo key (--no-serve to stop before).
     """
     settings = _settings()
     console.rule("[bold]1. Generate a demo company")
@@ -439,17 +518,22 @@ def demo(
           as_json=False)
     console.rule("[bold]5. Score every active account")
     score(as_json=False, top=10)
-    console.rule("[bold]Next")
+    console.rule("[bold]Done")
     console.print(
-        "Done so far: a generated company in "
-        f"[bold]{settings.layout.raw}[/], validated, its snapshots in "
-        f"[bold]{settings.layout.features}[/], and a calibrated champion in "
-        f"[bold]{settings.layout.models}[/] (runs in MLflow at "
-        f"[bold]{settings.layout.mlflow_db}[/]: `uv run mlflow ui --backend-store-uri "
-        f"sqlite:///{settings.layout.mlflow_db}`), and the score table in "
-        f"[bold]{settings.layout.scores}[/].\n"
-        "Coming next in this pipeline: [bold]churnlens serve[/] (the HTTP API)."
-        + ("" if serve else " (--no-serve: the server would not be started.)"))
+        f"A generated company in [bold]{settings.layout.raw}[/], validated; its snapshots in "
+        f"[bold]{settings.layout.features}[/]; a calibrated champion in "
+        f"[bold]{settings.layout.models}[/] (runs in MLflow: `uv run mlflow ui "
+        f"--backend-store-uri sqlite:///{settings.layout.mlflow_db}`); the score table in "
+        f"[bold]{settings.layout.scores}[/].")
+    if not serve:
+        console.print("--no-serve: not starting the API (`churnlens serve` starts it).")
+        return
+    console.rule("[bold]6. Serve the risk API")
+    record, key = _key_store().create("demo", "admin")
+    console.print(f"Demo API key (scope admin, id {record.id}): [bold]{key}[/]\n"
+                  f"Try: curl -H 'Authorization: Bearer {key}' "
+                  f"http://127.0.0.1:{port}/v1/accounts?limit=3")
+    serve_api(host="127.0.0.1", port=port, workers=1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,285 @@
+"""The risk API: explained churn and expansion scores over HTTP.
+
+Known accounts are answered from the score table (explanations precomputed); what-if answers
+are explained live. Every caller mistake is a 4xx whose ``detail`` says what is wrong.
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at
+# runtime, and the key-scope dependencies in them are local to ``create_app``.
+
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, Field
+
+from churnlens.serving.keys import KeyRecord, KeyStore, Scope
+from churnlens.serving.score import score_frame
+from churnlens.serving.state import Served, answer_from_row, load_served
+from churnlens.settings import Settings
+
+MAX_BATCH = 1000
+
+
+class Driver(BaseModel):
+    feature: str
+    value: Any = None
+    points: float = Field(description="Percentage points of churn probability it adds (+) or "
+                          "removes (-).")
+    direction: str
+    pillar: str
+    sentence: str
+
+
+class Playbook(BaseModel):
+    name: str
+    reason: str
+
+
+class RiskAnswer(BaseModel):
+    account_id: str
+    as_of: str = Field(description="The snapshot date whose features were used.")
+    model_version: str
+    churn_probability: float
+    expansion_probability: float
+    tier: str
+    health_score: int
+    segment: str
+    failing_pillar: str | None
+    pillars: dict[str, float] = Field(description="Churn probability points per CS pillar.")
+    drivers: list[Driver]
+    playbook: Playbook
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "account_id": "acc_000042", "as_of": "2026-01-01", "model_version": "v3",
+        "churn_probability": 0.31, "expansion_probability": 0.02, "tier": "high",
+        "health_score": 0, "segment": "mid-touch", "failing_pillar": "adoption",
+        "pillars": {"onboarding": 0.1, "adoption": 9.8, "support": 1.2, "satisfaction": 2.0,
+                    "commercial": 6.4},
+        "drivers": [{"feature": "seat_utilisation_30d", "value": 0.21, "points": 7.9,
+                     "direction": "raises", "pillar": "adoption",
+                     "sentence": "21% of paid seats active in the last 30 days"}],
+        "playbook": {"name": "renewal save",
+                     "reason": "High churn risk (31%) with the renewal 40 days away."}}]}}
+
+
+class BatchRequest(BaseModel):
+    account_ids: list[str] = Field(min_length=1, examples=[["acc_000042", "acc_000043"]])
+
+
+class BatchAnswer(BaseModel):
+    results: list[RiskAnswer]
+    not_found: list[str]
+
+
+class WhatIfRequest(BaseModel):
+    account_id: str = Field(examples=["acc_000042"])
+    features: dict[str, float | str | None] = Field(
+        examples=[{"seat_utilisation_30d": 0.8}],
+        description="Feature values to use instead of the account's latest snapshot.")
+
+
+class Portfolio(BaseModel):
+    accounts: list[RiskAnswer]
+    next_cursor: str | None
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("churnlens_requests_total", "Requests by route and status",
+                                ["route", "status"], registry=self.registry)
+        self.latency = Histogram("churnlens_request_seconds", "Latency by route", ["route"],
+                                 registry=self.registry,
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1))
+        self.model = Gauge("churnlens_model_info", "Served model", ["version", "as_of"],
+                           registry=self.registry)
+        self.scores = Histogram("churnlens_churn_probability", "Churn probabilities served",
+                                registry=self.registry,
+                                buckets=(.02, .05, .1, .2, .3, .5, .7, .9, 1))
+
+
+def create_app(settings: Settings) -> FastAPI:
+    keys = KeyStore(settings.layout.root / "api_keys.json")
+    metrics = _Metrics()
+    holder: dict[str, Served] = {}
+    reload_lock = threading.Lock()
+
+    def install(served: Served) -> None:
+        metrics.model.clear()
+        metrics.model.labels(served.version, served.as_of.isoformat()).set(1)
+        holder["served"] = served  # one reference swap: requests in flight keep the old one
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install(load_served(settings))
+        yield
+
+    app = FastAPI(title="churnlens", version="1", lifespan=lifespan,
+                  description="Explained churn and expansion risk for every account.")
+
+    @app.middleware("http")
+    async def measure(request: Request,
+                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}"
+                    for e in error.errors()]
+        return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
+
+    def served() -> Served:
+        if "served" not in holder:
+            raise HTTPException(503, "the model is still loading")
+        return holder["served"]
+
+    def caller(needed: Scope) -> Callable[..., KeyRecord]:
+        def check(authorization: Annotated[str | None, Header()] = None,
+                  x_api_key: Annotated[str | None, Header()] = None) -> KeyRecord:
+            key = x_api_key
+            if authorization:
+                scheme, _, value = authorization.partition(" ")
+                if scheme.lower() != "bearer" or not value:
+                    raise HTTPException(401, "send the key as 'Authorization: Bearer <key>'",
+                                        headers={"WWW-Authenticate": "Bearer"})
+                key = value.strip()
+            if not key:
+                raise HTTPException(401, "an API key is required (Authorization: Bearer <key> "
+                                    "or X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
+            record = keys.find(key)
+            if record is None:
+                raise HTTPException(401, "unknown or revoked API key",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            if not record.allows(needed):
+                raise HTTPException(403, f"this key has scope '{record.scope}'; this endpoint "
+                                    f"needs '{needed}'")
+            return record
+        return check
+
+    def answer(state: Served, account_id: str) -> dict[str, Any]:
+        if account_id not in state.scores.index:
+            raise HTTPException(404, f"unknown account {account_id!r}: it is not a customer "
+                                f"in the snapshot of {state.as_of}")
+        row: pd.Series = state.scores.loc[account_id]  # type: ignore[assignment]  # unique ids
+        result = answer_from_row(row)
+        metrics.scores.observe(result["churn_probability"])
+        return result
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        if "served" not in holder:
+            return JSONResponse(status_code=503, content={"ready": False})
+        state = holder["served"]
+        return JSONResponse({"ready": True, "model_version": state.version,
+                             "as_of": state.as_of.isoformat(), "accounts": len(state.scores),
+                             "score_table": state.table_source})
+
+    @app.get("/metrics", tags=["operations"])
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/accounts/{account_id}/risk", response_model=RiskAnswer, tags=["risk"])
+    def account_risk(account_id: str, _: Annotated[KeyRecord, Depends(caller("read"))]
+                     ) -> dict[str, Any]:
+        """Churn and expansion risk of one account, explained, with its playbook."""
+        return answer(served(), account_id)
+
+    @app.post("/v1/risk", response_model=BatchAnswer, tags=["risk"])
+    def batch_risk(body: BatchRequest, _: Annotated[KeyRecord, Depends(caller("read"))]
+                   ) -> dict[str, Any]:
+        """Up to 1,000 accounts at once; unknown ids are listed, not fatal."""
+        if len(body.account_ids) > MAX_BATCH:
+            raise HTTPException(413, f"{len(body.account_ids)} account ids; at most "
+                                f"{MAX_BATCH} per request")
+        state = served()
+        known = [a for a in body.account_ids if a in state.scores.index]
+        return {"results": [answer(state, a) for a in known],
+                "not_found": [a for a in body.account_ids if a not in state.scores.index]}
+
+    @app.post("/v1/what-if", response_model=RiskAnswer, tags=["risk"])
+    def what_if(body: WhatIfRequest, _: Annotated[KeyRecord, Depends(caller("whatif"))]
+                ) -> dict[str, Any]:
+        """The same answer for changed feature values, explained live."""
+        state = served()
+        if body.account_id not in state.snapshot.index:
+            raise HTTPException(404, f"unknown account {body.account_id!r}")
+        space = state.bundle.space
+        unknown = sorted(set(body.features) - set(space.features))
+        if unknown:
+            raise HTTPException(422, f"not features of model {state.version}: {unknown[:5]}")
+        row = state.snapshot.loc[[body.account_id]].copy()
+        for name, value in body.features.items():
+            if name in space.categories:
+                if value is not None and str(value) not in space.categories[name]:
+                    raise HTTPException(422, f"{name} must be one of "
+                                        f"{space.categories[name]}, not {value!r}")
+                row[name] = None if value is None else str(value)
+            else:
+                if isinstance(value, str):
+                    raise HTTPException(422, f"{name} is a number, not {value!r}")
+                row[name] = float("nan") if value is None else float(value)
+        scored = score_frame(state.bundle, row.reset_index(drop=True), settings,
+                             state.playbooks)
+        return answer_from_row(scored.iloc[0])
+
+    @app.get("/v1/accounts", response_model=Portfolio, tags=["portfolio"])
+    def portfolio(_: Annotated[KeyRecord, Depends(caller("read"))],
+                  tier: str | None = None, segment: str | None = None,
+                  playbook: str | None = None, csm: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                  cursor: Annotated[str | None, Query(description="next_cursor of the "
+                                                      "previous page")] = None
+                  ) -> dict[str, Any]:
+        """The portfolio, riskiest first, filtered."""
+        state = served()
+        table = state.scores
+        for column, value in (("tier", tier), ("segment", segment), ("playbook", playbook)):
+            if value is not None:
+                table = table[table[column] == value]
+        if csm is not None:
+            owners = state.snapshot["csm"] if "csm" in state.snapshot else pd.Series(dtype=str)
+            table = table[table["account_id"].map(owners) == csm]
+        start = 0
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise HTTPException(422, f"cursor {cursor!r} is not one this API gave out")
+            start = int(cursor)
+        page = table.iloc[start:start + limit]
+        following = start + limit
+        return {"accounts": [answer_from_row(row) for _, row in page.iterrows()],
+                "next_cursor": str(following) if following < len(table) else None}
+
+    @app.post("/v1/admin/reload", tags=["operations"])
+    def reload(_: Annotated[KeyRecord, Depends(caller("admin"))]) -> dict[str, str]:
+        """Load the current champion and snapshot, then swap them in atomically."""
+        with reload_lock:
+            install(load_served(settings))
+        state = holder["served"]
+        return {"model_version": state.version, "as_of": state.as_of.isoformat()}
+
+    return app
