@@ -87,6 +87,9 @@ class Settings(BaseSettings):
                                "account is medium risk.")
     playbooks: Path | None = Field(None, description="YAML playbook rules replacing the shipped "
                                    "ones.")
+    reload_poll_seconds: float = Field(
+        5.0, ge=0, description="How often the server checks HOME/models/CHAMPION for a new "
+        "champion to swap in (0: only on POST /v1/admin/reload).")
 
     # execution
     backend: Literal["duckdb"] = "duckdb"

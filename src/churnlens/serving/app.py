@@ -7,6 +7,7 @@ are explained live. Every caller mistake is a 4xx whose ``detail`` says what is 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at
 # runtime, and the key-scope dependencies in them are local to ``create_app``.
 
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,6 +34,7 @@ from churnlens.serving.state import Served, answer_from_row, load_served
 from churnlens.settings import Settings
 
 MAX_BATCH = 1000
+logger = logging.getLogger("churnlens.serving")
 
 
 class Driver(BaseModel):
@@ -124,10 +126,37 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.model.labels(served.version, served.as_of.isoformat()).set(1)
         holder["served"] = served  # one reference swap: requests in flight keep the old one
 
+    def champion_marker() -> float:
+        pointer = settings.layout.models / "CHAMPION"
+        return pointer.stat().st_mtime if pointer.is_file() else 0.0
+
+    def watch(stop: threading.Event) -> None:
+        """Swap in a new champion once its bundle is exported; a bad one is logged, not served."""
+        seen = champion_marker()
+        while not stop.wait(settings.reload_poll_seconds):
+            marker = champion_marker()
+            if marker == seen:
+                continue
+            seen = marker
+            try:
+                with reload_lock:
+                    install(load_served(settings))
+            except Exception as error:  # keep serving the old model
+                logger.error("could not load the new champion: %s", error)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install(load_served(settings))
+        stop = threading.Event()
+        watcher = None
+        if settings.reload_poll_seconds > 0:
+            watcher = threading.Thread(target=watch, args=(stop,), daemon=True,
+                                       name="champion-watch")
+            watcher.start()
         yield
+        stop.set()
+        if watcher is not None:
+            watcher.join(timeout=5)
 
     app = FastAPI(title="churnlens", version="1", lifespan=lifespan,
                   description="Explained churn and expansion risk for every account.")
