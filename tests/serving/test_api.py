@@ -82,11 +82,14 @@ def test_health_ready_metrics_and_openapi(server: dict[str, Any]) -> None:
     ready = httpx.get(server["base"] + "/readyz").json()
     assert ready["ready"] and ready["model_version"] == "v1"
     assert ready["accounts"] == len(server["table"])
+    assert set(ready["drift"]) == {"flag", "drifted_features"}
+    assert isinstance(ready["drift"]["flag"], bool)
     _get(server, f"/v1/accounts/{server['table']['account_id'].iloc[0]}/risk")
     metrics = httpx.get(server["base"] + "/metrics").text
     assert 'churnlens_requests_total{route="/v1/accounts/{account_id}/risk",status="200"}' \
         in metrics
     assert 'churnlens_model_info{as_of=' in metrics
+    assert 'churnlens_feature_psi{feature="seat_utilisation_30d"}' in metrics
     schema = httpx.get(server["base"] + "/openapi.json").json()
     for path in ("/v1/accounts/{account_id}/risk", "/v1/risk", "/v1/what-if", "/v1/accounts",
                  "/v1/admin/reload"):

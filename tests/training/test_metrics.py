@@ -96,3 +96,24 @@ def test_train_before_features_says_what_to_run(tmp_path) -> None:  # type: igno
     assert result.returncode == 2
     assert "run `churnlens features` first" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shifted_one() -> None:
+    import pandas as pd
+
+    from churnlens.training.drift import DRIFT_PSI, feature_psi, reference
+    from churnlens.training.matrix import FeatureSpace
+
+    rng = np.random.default_rng(4)
+    space = FeatureSpace(features=("seats", "plan"), categories={"plan": ["a", "b"]})
+    train = pd.DataFrame({"seats": rng.lognormal(2, 1, 20_000),
+                          "plan": rng.choice(["a", "b"], 20_000)})
+    ref = reference(train, space)
+    assert sum(ref["seats"]["shares"]) == pytest.approx(1.0)
+    same = pd.DataFrame({"seats": rng.lognormal(2, 1, 20_000),
+                         "plan": rng.choice(["a", "b"], 20_000)})
+    moved = pd.DataFrame({"seats": rng.lognormal(3, 1, 20_000),
+                          "plan": rng.choice(["a", "b", "c"], 20_000, p=[0.2, 0.2, 0.6])})
+    assert max(feature_psi(same, ref).values()) < 0.01
+    shifted = feature_psi(moved, ref)
+    assert shifted["seats"] > DRIFT_PSI and shifted["plan"] > DRIFT_PSI

@@ -219,6 +219,7 @@ def test_score_table_is_the_champions_explained_answer(runs: dict[str, Any]) -> 
     assert sorted(table["account_id"]) == sorted(latest["account_id"])
     assert not latest["labelled"].any()  # the accounts to act on: their future is unknown
     assert (table["model_version"] == "v3").all()
+    assert table["drift_flag"].isin([True, False]).all()
 
     bundle = load_bundle(home / "models" / "v3")
     expected = bundle.score(latest.set_index("account_id").loc[table["account_id"]]

@@ -110,6 +110,9 @@ class _Metrics:
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1))
         self.model = Gauge("churnlens_model_info", "Served model", ["version", "as_of"],
                            registry=self.registry)
+        self.psi = Gauge("churnlens_feature_psi", "Population stability index of each feature "
+                         "in the served snapshot against the training snapshots", ["feature"],
+                         registry=self.registry)
         self.scores = Histogram("churnlens_churn_probability", "Churn probabilities served",
                                 registry=self.registry,
                                 buckets=(.02, .05, .1, .2, .3, .5, .7, .9, 1))
@@ -124,6 +127,9 @@ def create_app(settings: Settings) -> FastAPI:
     def install(served: Served) -> None:
         metrics.model.clear()
         metrics.model.labels(served.version, served.as_of.isoformat()).set(1)
+        metrics.psi.clear()
+        for feature, value in served.drift.psi.items():
+            metrics.psi.labels(feature).set(value)
         holder["served"] = served  # one reference swap: requests in flight keep the old one
 
     def champion_marker() -> float:
@@ -226,7 +232,9 @@ def create_app(settings: Settings) -> FastAPI:
         state = holder["served"]
         return JSONResponse({"ready": True, "model_version": state.version,
                              "as_of": state.as_of.isoformat(), "accounts": len(state.scores),
-                             "score_table": state.table_source})
+                             "score_table": state.table_source,
+                             "drift": {"flag": state.drift.flag,
+                                       "drifted_features": state.drift.drifted}})
 
     @app.get("/metrics", tags=["operations"])
     def prometheus() -> Response:

@@ -22,6 +22,7 @@ from churnlens.serving import explain
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle, BundleError, latest_bundle, load_bundle
+from churnlens.training.drift import DRIFT_PSI, feature_psi
 from churnlens.training.evaluation import touch_segment
 from churnlens.training.matrix import load_snapshots
 
@@ -129,6 +130,28 @@ def _number(frame: pd.DataFrame, column: str, row: int) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
+@dataclass(frozen=True)
+class Drift:
+    psi: dict[str, float]
+    drifted: list[str]
+    """Features among the churn model's ten most used whose PSI exceeds the threshold."""
+
+    @property
+    def flag(self) -> bool | None:
+        return None if not self.psi else bool(self.drifted)
+
+
+def drift_state(bundle: Bundle, frame: pd.DataFrame, threshold: float = DRIFT_PSI) -> Drift:
+    """How far this snapshot's features moved from the training snapshots'."""
+    if bundle.reference is None:
+        return Drift(psi={}, drifted=[])
+    psi = feature_psi(frame, bundle.reference)
+    booster = bundle.models["churn"].booster
+    gains = dict(zip(booster.feature_name(), booster.feature_importance("gain"), strict=True))
+    important = sorted(gains, key=lambda n: -gains[n])[:10]
+    return Drift(psi=psi, drifted=[n for n in important if psi.get(n, 0.0) > threshold])
+
+
 def write_table(table: pd.DataFrame, folder: Path, as_of: date) -> tuple[Path, Path]:
     """Parquet and CSV, each written beside its final name and renamed into place."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -146,6 +169,7 @@ def score(settings: Settings) -> ScoreRun:
     bundle = champion(settings)
     frame, as_of = latest_snapshot(settings)
     table = score_frame(bundle, frame, settings, load_playbooks(settings.playbooks))
+    table["drift_flag"] = drift_state(bundle, frame).flag
     table = table.sort_values(["churn_probability", "account_id"], ascending=[False, True],
                               kind="stable").reset_index(drop=True)
     parquet, csv = write_table(table, settings.layout.scores, as_of)

@@ -14,7 +14,14 @@ from typing import Any
 import pandas as pd
 
 from churnlens.serving.playbooks import Playbooks, load_playbooks
-from churnlens.serving.score import champion, latest_snapshot, score_frame, write_table
+from churnlens.serving.score import (
+    Drift,
+    champion,
+    drift_state,
+    latest_snapshot,
+    score_frame,
+    write_table,
+)
 from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle
 
@@ -30,6 +37,7 @@ class Served:
     playbooks: Playbooks
     table_source: str
     """``score table`` when read from HOME/scores, ``computed at start`` otherwise."""
+    drift: Drift
 
     @property
     def version(self) -> str:
@@ -44,15 +52,17 @@ def load_served(settings: Settings) -> Served:
     path = settings.layout.scores / f"{as_of.isoformat()}.parquet"
     scores = pd.read_parquet(path) if path.is_file() else None
     source = "score table"
+    drift = drift_state(bundle, snapshot)
     if scores is None or set(scores["model_version"]) != {bundle.version}:
         scores = score_frame(bundle, snapshot, settings, playbooks)
+        scores["drift_flag"] = drift.flag
         scores = scores.sort_values(["churn_probability", "account_id"],
                                     ascending=[False, True], kind="stable")
         write_table(scores.reset_index(drop=True), settings.layout.scores, as_of)
         source = "computed at start"
     return Served(bundle=bundle, snapshot=snapshot.set_index("account_id", drop=False),
                   scores=scores.set_index("account_id", drop=False), as_of=as_of,
-                  playbooks=playbooks, table_source=source)
+                  playbooks=playbooks, table_source=source, drift=drift)
 
 
 def answer_from_row(row: pd.Series) -> dict[str, Any]:

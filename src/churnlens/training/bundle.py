@@ -5,6 +5,7 @@
         feature_space.json       feature names in model order and categorical levels
         registry.json            the registry entries of those features, as trained
         metrics.json             the run's validation report
+        reference.json           training distribution of each feature (drift checks)
         churn.lgb.txt            LightGBM model (text format)
         churn.calibrator.json    calibrator (plain numbers)
         expansion.lgb.txt, expansion.calibrator.json
@@ -61,6 +62,8 @@ class Bundle:
     space: FeatureSpace
     models: dict[str, TargetModel]
     metrics: dict[str, Any]
+    reference: dict[str, Any] | None = None
+    """Training distribution of each feature (``training.drift``), for drift checks."""
 
     @property
     def version(self) -> str:
@@ -91,7 +94,7 @@ def _sha256(path: Path) -> str:
 
 def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
                  models: dict[str, TargetModel], metrics: dict[str, Any],
-                 info: dict[str, Any]) -> Path:
+                 info: dict[str, Any], reference: dict[str, Any] | None = None) -> Path:
     """Write the bundle to a staging folder, then rename it into place (never half-written)."""
     staging = folder.with_name(folder.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -104,6 +107,8 @@ def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
     put("feature_space.json", json.dumps(space.to_json(), indent=2))
     put("registry.json", json.dumps(registry_entries(space.features), indent=2))
     put("metrics.json", json.dumps(metrics, indent=2, default=str))
+    if reference is not None:
+        put("reference.json", json.dumps(reference))
     for target, model in models.items():
         put(f"{target}.lgb.txt", model.booster.model_to_string())
         put(f"{target}.calibrator.json", json.dumps(model.calibrator.to_json(), indent=2))
@@ -159,7 +164,10 @@ def load_bundle(folder: Path) -> Bundle:
             json.loads((folder / f"{target}.calibrator.json").read_text()))
         models[target] = TargetModel(booster=booster, calibrator=calibrator)
     metrics = json.loads((folder / "metrics.json").read_text())
-    return Bundle(path=folder, manifest=manifest, space=space, models=models, metrics=metrics)
+    reference = (json.loads((folder / "reference.json").read_text())
+                 if "reference.json" in files else None)
+    return Bundle(path=folder, manifest=manifest, space=space, models=models, metrics=metrics,
+                  reference=reference)
 
 
 def _check_registry(folder: Path, space: FeatureSpace, trained: dict[str, Any]) -> None:

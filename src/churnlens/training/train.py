@@ -26,7 +26,7 @@ import pandas as pd
 from churnlens.features.registry import REGISTRY
 from churnlens.features.store import SNAPSHOTS, read_manifest
 from churnlens.settings import Settings
-from churnlens.training import evaluation, explain, models, plots, tracking
+from churnlens.training import drift, evaluation, explain, models, plots, tracking
 from churnlens.training.bundle import (
     LABEL_OF,
     TARGETS,
@@ -318,7 +318,8 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
             info={"run_id": run_id, "horizon_days": settings.horizon_days,
                   "trained_at": report["created_at"], "split": split.as_dict(),
                   "data_fingerprint": fingerprint,
-                  "features_settings": manifest["settings"]})
+                  "features_settings": manifest["settings"]},
+            reference=drift.reference(pd.concat([parts["fit"], parts["tuning"]]), space))
 
         promoted, reason, comparisons = _gate(client, settings, val, fits, space)
         report["promoted"], report["reason"] = promoted, reason
@@ -379,7 +380,7 @@ def set_champion(client: Any, settings: Settings, run_id: str, versions: dict[st
     manifest = dict(bundle.manifest)
     manifest.update({"version": name, "registered_versions": versions})
     write_bundle(target_dir, version=name, space=bundle.space, models=bundle.models,
-                 metrics=bundle.metrics,
+                 metrics=bundle.metrics, reference=bundle.reference,
                  info={k: v for k, v in manifest.items()
                        if k not in ("format", "version", "targets", "features", "files")})
     shutil.rmtree(staging, ignore_errors=True)
