@@ -48,7 +48,6 @@ def main() -> None:
     args = parser.parse_args()
     home = _prepare(args.home, args.accounts, args.months)
 
-    import numpy as np
     import pandas as pd
 
     from churnlens.settings import load_settings
@@ -117,7 +116,6 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(figures, indent=2, default=float) + "\n")
     print(f"figures written to {out}")
-    del np
 
 
 if __name__ == "__main__":

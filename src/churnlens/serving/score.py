@@ -24,7 +24,7 @@ from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle, BundleError, latest_bundle, load_bundle
 from churnlens.training.drift import DRIFT_PSI, feature_psi
 from churnlens.training.evaluation import touch_segment
-from churnlens.training.matrix import load_snapshots
+from churnlens.training.matrix import load_latest_snapshot
 
 CHUNK_ROWS = 100_000
 TABLE_DRIVERS = 3
@@ -49,11 +49,7 @@ def champion(settings: Settings) -> Bundle:
 
 
 def latest_snapshot(settings: Settings) -> tuple[pd.DataFrame, date]:
-    frame, _ = load_snapshots(settings.layout.features)
-    if frame.empty:
-        raise FileNotFoundError(f"no snapshots under {settings.layout.features}")
-    as_of = max(frame["as_of"])
-    return frame[frame["as_of"] == as_of].reset_index(drop=True), as_of
+    return load_latest_snapshot(settings.layout.features)
 
 
 def _facts(row: dict[str, Any], pillar_row: dict[str, float]) -> dict[str, Any]:

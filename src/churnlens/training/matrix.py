@@ -7,6 +7,7 @@ model never saw becomes missing at serving instead of silently shifting every ot
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from churnlens.features.pipeline import read_snapshots
 from churnlens.features.registry import REGISTRY, load_all
-from churnlens.features.store import read_manifest
+from churnlens.features.store import PART, partition_dir, read_manifest
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,20 @@ def load_snapshots(features_root: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
     frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
     frame = frame.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
     return frame, tuple(manifest["features"])
+
+
+def load_latest_snapshot(features_root: Path) -> tuple[pd.DataFrame, date]:
+    """The newest snapshot date's rows only: what scoring and serving start from, without
+    reading the whole history of snapshots."""
+    manifest = read_manifest(features_root)
+    partitions = (manifest or {}).get("partitions") or []
+    if not partitions:
+        raise FileNotFoundError(
+            f"no feature snapshots under {features_root}: run `churnlens features` first")
+    as_of = max(date.fromisoformat(entry["as_of"]) for entry in partitions)
+    frame = pd.read_parquet(partition_dir(features_root, as_of) / PART)
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+    return frame.sort_values("account_id", kind="stable").reset_index(drop=True), as_of
 
 
 def labels_of(frame: pd.DataFrame, target: str) -> np.ndarray:

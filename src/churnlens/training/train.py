@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -246,14 +245,9 @@ def _champion_input(val: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in val.columns]
     if missing:
         raise KeyError(f"these snapshots lack the champion's features {missing[:5]}")
-    out = {}
-    for name in columns:
-        series = val[name]
-        if series.dtype == object or str(series.dtype).startswith(("string", "str")):
-            out[name] = series.astype("object").where(series.notna(), None)
-        else:
-            out[name] = pd.to_numeric(series, errors="coerce").astype("float64")
-    return pd.DataFrame(out, index=val.index)
+    textual: dict[str, list[str]] = {c: [] for c in columns
+               if val[c].dtype == object or str(val[c].dtype).startswith(("string", "str"))}
+    return model_input(val, FeatureSpace(features=tuple(columns), categories=textual))
 
 
 def train(settings: Settings, progress: Any = None) -> TrainResult:
@@ -366,24 +360,20 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
 
 def set_champion(client: Any, settings: Settings, run_id: str, versions: dict[str, str],
                  bundle_dir: Path) -> Path:
-    """Move the champion alias to ``versions`` and export their bundle to HOME/models/."""
-    for target, version in versions.items():
-        client.set_registered_model_alias(
-            tracking.registered_name(target, settings.horizon_days), tracking.CHAMPION, version)
+    """Export the run's bundle to HOME/models/v<N>/, then move the champion alias to it."""
+    bundle = load_bundle(bundle_dir)  # verify before anything goes live
     home = settings.layout
     home.models.mkdir(parents=True, exist_ok=True)
     name = f"v{versions['churn']}"
     target_dir = home.models / name
-    staging = Path(tempfile.mkdtemp(dir=home.models, prefix=".export-"))
-    shutil.copytree(bundle_dir, staging / "bundle")
-    bundle = load_bundle(staging / "bundle")  # verify before it goes live
-    manifest = dict(bundle.manifest)
-    manifest.update({"version": name, "registered_versions": versions})
+    info = {k: v for k, v in bundle.manifest.items()
+            if k not in ("format", "version", "targets", "features", "files")}
     write_bundle(target_dir, version=name, space=bundle.space, models=bundle.models,
                  metrics=bundle.metrics, reference=bundle.reference,
-                 info={k: v for k, v in manifest.items()
-                       if k not in ("format", "version", "targets", "features", "files")})
-    shutil.rmtree(staging, ignore_errors=True)
+                 info={**info, "registered_versions": versions})
+    for target, version in versions.items():
+        client.set_registered_model_alias(
+            tracking.registered_name(target, settings.horizon_days), tracking.CHAMPION, version)
     point_champion(home.models, name)
     return target_dir
 
