@@ -476,7 +476,18 @@ def serve_api(
 
     import uvicorn
 
+    from churnlens.serving.playbooks import PlaybookError, load_playbooks
+    from churnlens.training.bundle import BundleError, latest_bundle
+
     settings = _settings()
+    try:  # refuse to start on what would only fail inside the workers
+        load_playbooks(settings.playbooks)
+        if latest_bundle(settings.layout.models) is None:
+            raise BundleError(f"no champion model under {settings.layout.models}: run "
+                              "`churnlens train` first")
+    except (PlaybookError, BundleError) as error:
+        errors.print(f"[red]Cannot serve:[/] {error}")
+        raise typer.Exit(2) from None
     if not _key_store().records():
         console.print("[yellow]No API keys yet:[/] create one with `churnlens keys create "
                       "--name me`.")

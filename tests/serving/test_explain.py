@@ -91,3 +91,12 @@ def test_a_bad_playbook_file_names_the_rule(tmp_path: Path) -> None:
     path.write_text("rules:\n  - playbook: call them\n    when: {tier: [high], mood: [sad]}\n")
     with pytest.raises(PlaybookError, match=r"rule 1 \(call them\) has unknown conditions"):
         load_playbooks(path)
+
+
+def test_serve_without_a_champion_says_what_to_run(tmp_path: Path) -> None:
+    from conftest import churnlens
+
+    result = churnlens(tmp_path / "home", "serve", "--port", "1", check=False)
+    assert result.returncode == 2
+    assert "run `churnlens train` first" in result.stderr
+    assert "Traceback" not in result.stderr
