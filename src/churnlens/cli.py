@@ -374,22 +374,29 @@ def score(
                                           "JSON.")] = False,
     top: Annotated[int, typer.Option(min=0, help="How many of the riskiest accounts to "
                                      "print.")] = 10,
+    explained: Annotated[bool, typer.Option(
+        "--explain/--no-explain", help="Explain each score (drivers, failing pillar, playbook); "
+        "--no-explain writes probabilities, tier, health and segment only, far faster.")] = True,
+    champion_source: Annotated[str | None, typer.Option(
+        help="Champion from HOME/models ('models') or MLflow's champion alias ('mlflow').")
+    ] = None,
 ) -> None:
     """Score every active account at the latest snapshot with the champion, explained.
 
     Writes HOME/scores/<as_of>.parquet and .csv (the table a CS platform imports): churn and
     expansion probability, tier, health score, segment, the top drivers as sentences, the
     failing pillar, the playbook and why, the model version and the as_of of the features.
+    Chunks of accounts are explained in parallel on every core (--threads caps it).
     """
     from churnlens.serving.playbooks import PlaybookError
     from churnlens.serving.score import riskiest
     from churnlens.serving.score import score as run_score
     from churnlens.training.bundle import BundleError
 
-    settings = _settings()
+    settings = _settings(champion_source=champion_source)
     try:
         with console.status("Scoring..."):
-            run = run_score(settings)
+            run = run_score(settings, explained=explained)
     except (BundleError, FileNotFoundError, PlaybookError) as error:
         errors.print(f"[red]Cannot score:[/] {error}")
         raise typer.Exit(2) from None
@@ -402,8 +409,8 @@ def score(
         table.add_column(column, justify="right" if column in ("churn", "health") else "left")
     for row in rows:
         table.add_row(row["account_id"], f"{row['churn_probability']:.0%}", row["tier"],
-                      str(row["health_score"]), row["segment"], row["playbook"],
-                      row["driver_1_sentence"] or "")
+                      str(row["health_score"]), row["segment"], row.get("playbook") or "",
+                      row.get("driver_1_sentence") or "")
     console.print(table)
     console.print(f"{len(run.table):,} accounts scored in {run.seconds:.1f}s; score table "
                   f"written to [bold]{run.parquet}[/] and [bold]{run.csv}[/]")
@@ -466,6 +473,9 @@ def serve_api(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    champion_source: Annotated[str | None, typer.Option(
+        help="Champion from HOME/models ('models') or MLflow's champion alias ('mlflow').")
+    ] = None,
 ) -> None:
     """Serve the risk API (OpenAPI at /docs) with uvicorn.
 
@@ -477,14 +487,13 @@ def serve_api(
     import uvicorn
 
     from churnlens.serving.playbooks import PlaybookError, load_playbooks
-    from churnlens.training.bundle import BundleError, latest_bundle
+    from churnlens.serving.score import champion
+    from churnlens.training.bundle import BundleError
 
-    settings = _settings()
+    settings = _settings(champion_source=champion_source)
     try:  # refuse to start on what would only fail inside the workers
         load_playbooks(settings.playbooks)
-        if latest_bundle(settings.layout.models) is None:
-            raise BundleError(f"no champion model under {settings.layout.models}: run "
-                              "`churnlens train` first")
+        champion(settings)
     except (PlaybookError, BundleError) as error:
         errors.print(f"[red]Cannot serve:[/] {error}")
         raise typer.Exit(2) from None
@@ -492,6 +501,7 @@ def serve_api(
         console.print("[yellow]No API keys yet:[/] create one with `churnlens keys create "
                       "--name me`.")
     os.environ["CHURNLENS_HOME"] = str(settings.home.resolve())
+    os.environ["CHURNLENS_CHAMPION_SOURCE"] = settings.champion_source
     console.print(f"Serving on http://{host}:{port} (docs at /docs)")
     uvicorn.run("churnlens.serving.main:app", host=host, port=port, workers=workers,
                 factory=True, log_level="warning")
@@ -544,7 +554,7 @@ def demo(
     console.print(f"Demo API key (scope admin, id {record.id}): [bold]{key}[/]\n"
                   f"Try: curl -H 'Authorization: Bearer {key}' "
                   f"http://127.0.0.1:{port}/v1/accounts?limit=3")
-    serve_api(host="127.0.0.1", port=port, workers=1)
+    serve_api(host="127.0.0.1", port=port, workers=1, champion_source=None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
                                "account is medium risk.")
     playbooks: Path | None = Field(None, description="YAML playbook rules replacing the shipped "
                                    "ones.")
+    champion_source: Literal["models", "mlflow"] = Field(
+        "models", description="Where serving and scoring find the champion: HOME/models/CHAMPION "
+        "(exported at promotion), or the registry's champion alias in the MLflow store (the "
+        "bundle is fetched into HOME/models/ when the alias moves).")
     reload_poll_seconds: float = Field(
         5.0, ge=0, description="How often the server checks HOME/models/CHAMPION for a new "
         "champion to swap in (0: only on POST /v1/admin/reload).")

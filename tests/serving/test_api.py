@@ -59,6 +59,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     else:
         process.kill()
         raise AssertionError("server did not become ready")
+    # no `churnlens score` ran: the server builds the score table itself, in the background
+    while httpx.get(f"{base}/readyz", timeout=2).json()["score_table"] == "building":
+        assert time.monotonic() < deadline, "the score table was never built"
+        time.sleep(0.3)
+    assert httpx.get(f"{base}/readyz").json()["score_table"] == "built by the server"
     table = pd.read_parquet(sorted((home / "scores").glob("*.parquet"))[-1])
     yield {"home": home, "base": base, "keys": keys, "table": table, "process": process}
     process.terminate()

@@ -7,14 +7,15 @@ are explained live. Every caller mistake is a 4xx whose ``detail`` says what is 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at
 # runtime, and the key-scope dependencies in them are local to ``create_app``.
 
+import fcntl
+import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import pandas as pd
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -30,7 +31,14 @@ from pydantic import BaseModel, Field
 
 from churnlens.serving.keys import KeyRecord, KeyStore, Scope
 from churnlens.serving.score import score_frame
-from churnlens.serving.state import Served, answer_from_row, load_served
+from churnlens.serving.state import (
+    ScoreTable,
+    Served,
+    answers,
+    build_table,
+    encoded_answer,
+    load_served,
+)
 from churnlens.settings import Settings
 
 MAX_BATCH = 1000
@@ -118,6 +126,39 @@ class _Metrics:
                                 buckets=(.02, .05, .1, .2, .3, .5, .7, .9, 1))
 
 
+class _Measure:
+    """Counts and times every request by route template and status (plain ASGI: a
+    ``BaseHTTPMiddleware`` would cost more than a cached answer does)."""
+
+    def __init__(self, app: Any, metrics: _Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
+def _json(content: Any) -> Response:
+    return Response(json.dumps(content), media_type="application/json")
+
+
 def create_app(settings: Settings) -> FastAPI:
     keys = KeyStore(settings.layout.root / "api_keys.json")
     metrics = _Metrics()
@@ -125,28 +166,58 @@ def create_app(settings: Settings) -> FastAPI:
     reload_lock = threading.Lock()
 
     def install(served: Served) -> None:
-        metrics.model.clear()
-        metrics.model.labels(served.version, served.as_of.isoformat()).set(1)
-        metrics.psi.clear()
-        for feature, value in served.drift.psi.items():
-            metrics.psi.labels(feature).set(value)
-        holder["served"] = served  # one reference swap: requests in flight keep the old one
+        with reload_lock:
+            metrics.model.clear()
+            metrics.model.labels(served.version, served.as_of.isoformat()).set(1)
+            metrics.psi.clear()
+            for feature, value in served.drift.psi.items():
+                metrics.psi.labels(feature).set(value)
+            holder["served"] = served  # one reference swap: requests in flight keep the old one
+        if served.table is None:
+            threading.Thread(target=complete, args=(served,), daemon=True,
+                             name="score-table").start()
 
-    def champion_marker() -> float:
+    def complete(served: Served) -> None:
+        """Build the missing score table, once across workers, then swap it in."""
+        settings.layout.scores.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(settings.layout.scores / ".build.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building it now
+                fresh = load_served(settings)
+                same = fresh.version == served.version and fresh.as_of == served.as_of
+                if not same:
+                    return  # a newer champion or snapshot: its own load builds its table
+                done = fresh if fresh.table is not None else build_table(served, settings)
+            with reload_lock:
+                current = holder.get("served")
+                if current is not None and (current.version, current.as_of) == (
+                        done.version, done.as_of) and current.table is None:
+                    holder["served"] = done
+        except Exception as error:  # answers stay live; the next reload tries again
+            logger.error("could not build the score table: %s", error)
+
+    def champion_marker() -> str:
+        if settings.champion_source == "mlflow":
+            from churnlens.training import tracking
+            from churnlens.training.train import registry_champion_versions
+
+            client = tracking.connect(settings.layout, settings.mlflow_tracking_uri)
+            found = registry_champion_versions(client, settings)
+            return "" if found is None else repr(sorted((t, v.version)
+                                                        for t, v in found.items()))
         pointer = settings.layout.models / "CHAMPION"
-        return pointer.stat().st_mtime if pointer.is_file() else 0.0
+        return str(pointer.stat().st_mtime_ns) if pointer.is_file() else ""
 
     def watch(stop: threading.Event) -> None:
         """Swap in a new champion once its bundle is exported; a bad one is logged, not served."""
         seen = champion_marker()
         while not stop.wait(settings.reload_poll_seconds):
-            marker = champion_marker()
-            if marker == seen:
-                continue
-            seen = marker
             try:
-                with reload_lock:
-                    install(load_served(settings))
+                marker = champion_marker()
+                if marker == seen:
+                    continue
+                seen = marker
+                install(load_served(settings))
             except Exception as error:  # keep serving the old model
                 logger.error("could not load the new champion: %s", error)
 
@@ -166,17 +237,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="churnlens", version="1", lifespan=lifespan,
                   description="Explained churn and expansion risk for every account.")
-
-    @app.middleware("http")
-    async def measure(request: Request,
-                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(_Measure, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -186,12 +247,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     def served() -> Served:
         if "served" not in holder:
-            raise HTTPException(503, "the model is still loading")
+            raise HTTPException(503, "the model is still loading", headers={"Retry-After": "5"})
         return holder["served"]
 
-    def caller(needed: Scope) -> Callable[..., KeyRecord]:
-        def check(authorization: Annotated[str | None, Header()] = None,
-                  x_api_key: Annotated[str | None, Header()] = None) -> KeyRecord:
+    def caller(needed: Scope) -> Callable[..., Any]:
+        async def check(authorization: Annotated[str | None, Header()] = None,
+                        x_api_key: Annotated[str | None, Header()] = None) -> KeyRecord:
             key = x_api_key
             if authorization:
                 scheme, _, value = authorization.partition(" ")
@@ -212,26 +273,21 @@ def create_app(settings: Settings) -> FastAPI:
             return record
         return check
 
-    def answer(state: Served, account_id: str) -> dict[str, Any]:
-        if account_id not in state.scores.index:
-            raise HTTPException(404, f"unknown account {account_id!r}: it is not a customer "
-                                f"in the snapshot of {state.as_of}")
-        row: pd.Series = state.scores.loc[account_id]  # type: ignore[assignment]  # unique ids
-        result = answer_from_row(row)
-        metrics.scores.observe(result["churn_probability"])
-        return result
+    def unknown(state: Served, account_id: str) -> HTTPException:
+        return HTTPException(404, f"unknown account {account_id!r}: it is not a customer in "
+                             f"the snapshot of {state.as_of}")
 
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         if "served" not in holder:
             return JSONResponse(status_code=503, content={"ready": False})
         state = holder["served"]
         return JSONResponse({"ready": True, "model_version": state.version,
-                             "as_of": state.as_of.isoformat(), "accounts": len(state.scores),
+                             "as_of": state.as_of.isoformat(), "accounts": len(state.ranking),
                              "score_table": state.table_source,
                              "drift": {"flag": state.drift.flag,
                                        "drifted_features": state.drift.drifted}})
@@ -240,35 +296,45 @@ def create_app(settings: Settings) -> FastAPI:
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # The answer routes return JSON they serialise themselves (the table's answers are encoded
+    # once); ``response_model`` still documents them in the OpenAPI schema.
+
     @app.get("/v1/accounts/{account_id}/risk", response_model=RiskAnswer, tags=["risk"])
-    def account_risk(account_id: str, _: Annotated[KeyRecord, Depends(caller("read"))]
-                     ) -> dict[str, Any]:
+    async def account_risk(account_id: str, _: Annotated[KeyRecord, Depends(caller("read"))]
+                           ) -> Response:
         """Churn and expansion risk of one account, explained, with its playbook."""
-        return answer(served(), account_id)
+        state = served()
+        if not state.knows(account_id):
+            raise unknown(state, account_id)
+        return Response(encoded_answer(state, account_id, settings),
+                        media_type="application/json")
 
     @app.post("/v1/risk", response_model=BatchAnswer, tags=["risk"])
     def batch_risk(body: BatchRequest, _: Annotated[KeyRecord, Depends(caller("read"))]
-                   ) -> dict[str, Any]:
+                   ) -> Response:
         """Up to 1,000 accounts at once; unknown ids are listed, not fatal."""
         if len(body.account_ids) > MAX_BATCH:
             raise HTTPException(413, f"{len(body.account_ids)} account ids; at most "
                                 f"{MAX_BATCH} per request")
         state = served()
-        known = [a for a in body.account_ids if a in state.scores.index]
-        return {"results": [answer(state, a) for a in known],
-                "not_found": [a for a in body.account_ids if a not in state.scores.index]}
+        known = [a for a in body.account_ids if state.knows(a)]
+        results = answers(state, known, settings)
+        for result in results:
+            metrics.scores.observe(result["churn_probability"])
+        return _json({"results": results,
+                      "not_found": [a for a in body.account_ids if not state.knows(a)]})
 
     @app.post("/v1/what-if", response_model=RiskAnswer, tags=["risk"])
     def what_if(body: WhatIfRequest, _: Annotated[KeyRecord, Depends(caller("whatif"))]
-                ) -> dict[str, Any]:
+                ) -> Response:
         """The same answer for changed feature values, explained live."""
         state = served()
         if body.account_id not in state.snapshot.index:
-            raise HTTPException(404, f"unknown account {body.account_id!r}")
+            raise unknown(state, body.account_id)
         space = state.bundle.space
-        unknown = sorted(set(body.features) - set(space.features))
-        if unknown:
-            raise HTTPException(422, f"not features of model {state.version}: {unknown[:5]}")
+        strangers = sorted(set(body.features) - set(space.features))
+        if strangers:
+            raise HTTPException(422, f"not features of model {state.version}: {strangers[:5]}")
         row = state.snapshot.loc[[body.account_id]].copy()
         for name, value in body.features.items():
             if name in space.categories:
@@ -282,7 +348,7 @@ def create_app(settings: Settings) -> FastAPI:
                 row[name] = float("nan") if value is None else float(value)
         scored = score_frame(state.bundle, row.reset_index(drop=True), settings,
                              state.playbooks)
-        return answer_from_row(scored.iloc[0])
+        return _json(ScoreTable(scored).answer_at(0))
 
     @app.get("/v1/accounts", response_model=Portfolio, tags=["portfolio"])
     def portfolio(_: Annotated[KeyRecord, Depends(caller("read"))],
@@ -291,16 +357,20 @@ def create_app(settings: Settings) -> FastAPI:
                   limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                   cursor: Annotated[str | None, Query(description="next_cursor of the "
                                                       "previous page")] = None
-                  ) -> dict[str, Any]:
+                  ) -> Response:
         """The portfolio, riskiest first, filtered."""
         state = served()
-        table = state.scores
+        table = state.ranking
+        if playbook is not None and "playbook" not in table:
+            raise HTTPException(503, "the score table is still being built; filtering by "
+                                "playbook works once it is done", headers={"Retry-After": "10"})
         for column, value in (("tier", tier), ("segment", segment), ("playbook", playbook)):
             if value is not None:
                 table = table[table[column] == value]
         if csm is not None:
-            owners = state.snapshot["csm"] if "csm" in state.snapshot else pd.Series(dtype=str)
-            table = table[table["account_id"].map(owners) == csm]
+            owners = state.snapshot.get("csm")
+            table = table.iloc[:0] if owners is None else \
+                table[table["account_id"].map(owners) == csm]
         start = 0
         if cursor is not None:
             if not cursor.isdigit():
@@ -308,14 +378,13 @@ def create_app(settings: Settings) -> FastAPI:
             start = int(cursor)
         page = table.iloc[start:start + limit]
         following = start + limit
-        return {"accounts": [answer_from_row(row) for _, row in page.iterrows()],
-                "next_cursor": str(following) if following < len(table) else None}
+        return _json({"accounts": answers(state, list(page["account_id"]), settings),
+                      "next_cursor": str(following) if following < len(table) else None})
 
     @app.post("/v1/admin/reload", tags=["operations"])
     def reload(_: Annotated[KeyRecord, Depends(caller("admin"))]) -> dict[str, str]:
         """Load the current champion and snapshot, then swap them in atomically."""
-        with reload_lock:
-            install(load_served(settings))
+        install(load_served(settings))
         state = holder["served"]
         return {"model_version": state.version, "as_of": state.as_of.isoformat()}
 

@@ -8,8 +8,10 @@ failing pillar, the playbook and why, the model version and the as_of of the fea
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -41,10 +43,17 @@ class ScoreRun:
 
 
 def champion(settings: Settings) -> Bundle:
-    folder = latest_bundle(settings.layout.models)
+    """The champion bundle, from HOME/models/CHAMPION or MLflow's champion alias."""
+    if settings.champion_source == "mlflow":
+        from churnlens.training.train import registry_champion  # MLflow is slow to import
+
+        folder = registry_champion(settings)
+        where = f"no model holds the champion alias in {settings.mlflow_tracking_uri or 'MLflow'}"
+    else:
+        folder = latest_bundle(settings.layout.models)
+        where = f"no champion model under {settings.layout.models}"
     if folder is None:
-        raise BundleError(f"no champion model under {settings.layout.models}: run "
-                          "`churnlens train` first")
+        raise BundleError(f"{where}: run `churnlens train` first")
     return load_bundle(folder)
 
 
@@ -62,12 +71,73 @@ def _facts(row: dict[str, Any], pillar_row: dict[str, float]) -> dict[str, Any]:
             "expansion_pct": f"{100 * row['expansion_probability']:.0f}"}
 
 
+def sort_riskiest(table: pd.DataFrame) -> pd.DataFrame:
+    """Riskiest first, ties by account id: the order of the table, the API and the pages."""
+    return table.sort_values(["churn_probability", "account_id"], ascending=[False, True],
+                             kind="stable").reset_index(drop=True)
+
+
 def score_frame(bundle: Bundle, frame: pd.DataFrame, settings: Settings,
-                playbooks: Playbooks) -> pd.DataFrame:
-    """Explained scores for snapshot rows (any number; done in chunks)."""
-    parts = [_score_chunk(bundle, frame.iloc[start:start + CHUNK_ROWS], settings, playbooks)
-             for start in range(0, len(frame), CHUNK_ROWS)]
+                playbooks: Playbooks, *, processes: int = 1) -> pd.DataFrame:
+    """Explained scores for snapshot rows, in chunks of ``CHUNK_ROWS``.
+
+    With ``processes`` > 1 the chunks are shared out over worker processes, each scoring on
+    one thread: LightGBM's TreeSHAP is multi-threaded already, but the sentences and playbook
+    rules are Python, which one process runs on one core.
+    """
+    chunks = [frame.iloc[start:start + CHUNK_ROWS]
+              for start in range(0, len(frame), CHUNK_ROWS)]
+    if processes > 1 and len(chunks) > 1:
+        parts = _score_in_processes(bundle, chunks, settings, playbooks, processes)
+    else:
+        parts = [_score_chunk(bundle, chunk, settings, playbooks) for chunk in chunks]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(bundle_path: Path, settings: Settings, playbooks: Playbooks) -> None:
+    from threadpoolctl import threadpool_limits
+
+    # one OpenMP thread per worker process: the processes share out the cores
+    _WORKER.update(limits=threadpool_limits(limits=1), bundle=load_bundle(bundle_path),
+                   settings=settings, playbooks=playbooks)
+
+
+def _score_in_worker(chunk: pd.DataFrame) -> pd.DataFrame:
+    return _score_chunk(_WORKER["bundle"], chunk, _WORKER["settings"], _WORKER["playbooks"])
+
+
+def _score_in_processes(bundle: Bundle, chunks: list[pd.DataFrame], settings: Settings,
+                        playbooks: Playbooks, processes: int) -> list[pd.DataFrame]:
+    # spawn, not fork: the caller may be a server with threads running
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(processes, len(chunks)), mp_context=context,
+                             initializer=_start_worker,
+                             initargs=(bundle.path, settings, playbooks)) as pool:
+        return list(pool.map(_score_in_worker, chunks))
+
+
+def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
+                        ) -> pd.DataFrame:
+    """The score table without explanations: probabilities, tier, health score and segment.
+    No SHAP, so no drivers, failing pillar or playbook; for when only the numbers are needed."""
+    x = bundle.space.matrix(frame)
+    churn = bundle.models["churn"].probability(x)
+    average = float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
+    return pd.DataFrame({
+        "account_id": frame["account_id"].astype(str).to_numpy(),
+        "as_of": frame["as_of"].to_numpy(),
+        "churn_probability": churn,
+        "expansion_probability": bundle.models["expansion"].probability(x),
+        "tier": explain.tier(churn, settings.tier_high, settings.tier_medium),
+        "health_score": explain.health_score(churn, average),
+        "segment": touch_segment(frame["mrr"], settings.high_touch_arr,
+                                 settings.mid_touch_arr).to_numpy()
+        if "mrr" in frame else "unknown",
+        "model_version": bundle.version,
+    })
 
 
 def _score_chunk(bundle: Bundle, frame: pd.DataFrame, settings: Settings,
@@ -160,14 +230,18 @@ def write_table(table: pd.DataFrame, folder: Path, as_of: date) -> tuple[Path, P
     return parquet, csv
 
 
-def score(settings: Settings) -> ScoreRun:
+def score(settings: Settings, *, explained: bool = True) -> ScoreRun:
+    """Score every account of the latest snapshot and write the table atomically."""
     started = time.perf_counter()
     bundle = champion(settings)
     frame, as_of = latest_snapshot(settings)
-    table = score_frame(bundle, frame, settings, load_playbooks(settings.playbooks))
+    if explained:
+        table = score_frame(bundle, frame, settings, load_playbooks(settings.playbooks),
+                            processes=settings.threads or os.cpu_count() or 1)
+    else:
+        table = score_probabilities(bundle, frame, settings)
     table["drift_flag"] = drift_state(bundle, frame).flag
-    table = table.sort_values(["churn_probability", "account_id"], ascending=[False, True],
-                              kind="stable").reset_index(drop=True)
+    table = sort_riskiest(table)
     parquet, csv = write_table(table, settings.layout.scores, as_of)
     return ScoreRun(table=table, parquet=parquet, csv=csv, as_of=as_of,
                     model_version=bundle.version, seconds=time.perf_counter() - started)
@@ -176,6 +250,7 @@ def score(settings: Settings) -> ScoreRun:
 def riskiest(table: pd.DataFrame, count: int = 10) -> list[dict[str, Any]]:
     columns = ["account_id", "churn_probability", "tier", "health_score", "segment",
                "playbook", "driver_1_sentence"]
+    present = [c for c in columns if c in table]
     return [{str(k): v for k, v in row.items()}
-            for row in table.head(count)[columns].to_dict(orient="records")]
+            for row in table.head(count)[present].to_dict(orient="records")]
 

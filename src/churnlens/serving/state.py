@@ -2,17 +2,24 @@
 
 One immutable ``Served`` object holds all three; a reload builds a new one and swaps the
 reference, so a request that started on the old model finishes on it.
+
+Explaining every account takes a while on a large portfolio, so a server that finds no score
+table for its champion and snapshot starts at once with a ranking (probabilities only, cheap)
+and explains the accounts it is asked about live, while ``build_table`` writes the table in the
+background; then a ``Served`` with the table is swapped in.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from churnlens.serving import explain
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.score import (
     Drift,
@@ -20,10 +27,56 @@ from churnlens.serving.score import (
     drift_state,
     latest_snapshot,
     score_frame,
+    sort_riskiest,
     write_table,
 )
 from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle
+from churnlens.training.evaluation import touch_segment
+
+ANSWER_CACHE = 200_000
+"""Encoded answers kept per served model; beyond it the cache starts over."""
+
+
+class ScoreTable:
+    """The score table as columns plus an id → row lookup: one account's answer is a handful of
+    array reads, not a pandas row (which costs more than the whole HTTP request otherwise)."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.frame = table.reset_index(drop=True)
+        self.position = {str(a): i for i, a in enumerate(self.frame["account_id"])}
+        self._columns = {c: self.frame[c].to_numpy() for c in self.frame.columns}
+        self._pillars = [c for c in self.frame.columns
+                         if c.endswith("_points") and not c.startswith("driver_")]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __contains__(self, account_id: str) -> bool:
+        return account_id in self.position
+
+    def answer_at(self, row: int) -> dict[str, Any]:
+        column = self._columns
+        failing = column["failing_pillar"][row]
+        return {
+            "account_id": str(column["account_id"][row]),
+            "as_of": str(column["as_of"][row])[:10],
+            "model_version": str(column["model_version"][row]),
+            "churn_probability": float(column["churn_probability"][row]),
+            "expansion_probability": float(column["expansion_probability"][row]),
+            "tier": str(column["tier"][row]),
+            "health_score": int(column["health_score"][row]),
+            "segment": str(column["segment"][row]),
+            "failing_pillar": failing if isinstance(failing, str) else None,
+            "pillars": {name[:-len("_points")]: float(column[name][row])
+                        for name in self._pillars},
+            "drivers": json.loads(column["drivers_json"][row]),
+            "playbook": {"name": str(column["playbook"][row]),
+                         "reason": str(column["playbook_reason"][row])},
+        }
+
+    def answer(self, account_id: str) -> dict[str, Any]:
+        return self.answer_at(self.position[account_id])
 
 
 @dataclass(frozen=True)
@@ -31,55 +84,96 @@ class Served:
     bundle: Bundle
     snapshot: pd.DataFrame
     """Latest snapshot rows, indexed by account_id."""
-    scores: pd.DataFrame
-    """Score table rows, indexed by account_id, riskiest first."""
+    ranking: pd.DataFrame
+    """Every account riskiest first (account_id, churn_probability, tier, segment, and playbook
+    once the table is there), indexed by account_id: what the portfolio is paged from."""
+    table: ScoreTable | None
+    """The explained score table; None while it is being built."""
     as_of: date
     playbooks: Playbooks
     table_source: str
-    """``score table`` when read from HOME/scores, ``computed at start`` otherwise."""
+    """``score table`` (read from HOME/scores), ``building`` or ``built by the server``."""
     drift: Drift
+    encoded: dict[str, bytes] = field(default_factory=dict, compare=False)
+    """Answers already serialised, by account id."""
 
     @property
     def version(self) -> str:
         return self.bundle.version
 
+    def knows(self, account_id: str) -> bool:
+        return account_id in self.ranking.index
+
+
+def _quick_ranking(bundle: Bundle, snapshot: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Probabilities without explanations: fast enough to rank any portfolio at start."""
+    churn = bundle.models["churn"].probability(bundle.space.matrix(snapshot))
+    ranking = pd.DataFrame({
+        "account_id": snapshot["account_id"].astype(str).to_numpy(),
+        "churn_probability": churn,
+        "tier": explain.tier(churn, settings.tier_high, settings.tier_medium),
+        "segment": touch_segment(snapshot["mrr"], settings.high_touch_arr,
+                                 settings.mid_touch_arr).to_numpy()
+        if "mrr" in snapshot else np.full(len(snapshot), "unknown"),
+    })
+    return sort_riskiest(ranking)
+
+
+def _ranking_of(table: pd.DataFrame) -> pd.DataFrame:
+    columns = ["account_id", "churn_probability", "tier", "segment", "playbook"]
+    return table[columns].set_index("account_id", drop=False)
+
 
 def load_served(settings: Settings) -> Served:
-    """Champion, latest snapshot and the matching score table (computed if missing or stale)."""
+    """Champion, latest snapshot and, when it matches them, the score table."""
     bundle = champion(settings)
     snapshot, as_of = latest_snapshot(settings)
     playbooks = load_playbooks(settings.playbooks)
     path = settings.layout.scores / f"{as_of.isoformat()}.parquet"
     scores = pd.read_parquet(path) if path.is_file() else None
-    source = "score table"
     drift = drift_state(bundle, snapshot)
-    if scores is None or set(scores["model_version"]) != {bundle.version}:
-        scores = score_frame(bundle, snapshot, settings, playbooks)
-        scores["drift_flag"] = drift.flag
-        scores = scores.sort_values(["churn_probability", "account_id"],
-                                    ascending=[False, True], kind="stable")
-        write_table(scores.reset_index(drop=True), settings.layout.scores, as_of)
-        source = "computed at start"
-    return Served(bundle=bundle, snapshot=snapshot.set_index("account_id", drop=False),
-                  scores=scores.set_index("account_id", drop=False), as_of=as_of,
-                  playbooks=playbooks, table_source=source, drift=drift)
+    indexed = snapshot.set_index(snapshot["account_id"].astype(str), drop=False)
+    if scores is None or set(scores["model_version"]) != {bundle.version} \
+            or "drivers_json" not in scores:
+        return Served(bundle=bundle, snapshot=indexed,
+                      ranking=_quick_ranking(bundle, snapshot, settings).set_index(
+                          "account_id", drop=False),
+                      table=None, as_of=as_of, playbooks=playbooks, table_source="building",
+                      drift=drift)
+    return Served(bundle=bundle, snapshot=indexed, ranking=_ranking_of(scores),
+                  table=ScoreTable(scores), as_of=as_of, playbooks=playbooks,
+                  table_source="score table", drift=drift)
 
 
-def answer_from_row(row: pd.Series) -> dict[str, Any]:
-    """A score-table row as the API's risk answer."""
-    return {
-        "account_id": row["account_id"],
-        "as_of": str(row["as_of"])[:10],
-        "model_version": row["model_version"],
-        "churn_probability": float(row["churn_probability"]),
-        "expansion_probability": float(row["expansion_probability"]),
-        "tier": row["tier"],
-        "health_score": int(row["health_score"]),
-        "segment": row["segment"],
-        "failing_pillar": row["failing_pillar"] if isinstance(row["failing_pillar"], str)
-        else None,
-        "pillars": {name[:-len("_points")]: float(row[name]) for name in row.index
-                    if name.endswith("_points") and not name.startswith("driver_")},
-        "drivers": json.loads(row["drivers_json"]),
-        "playbook": {"name": row["playbook"], "reason": row["playbook_reason"]},
-    }
+def build_table(served: Served, settings: Settings) -> Served:
+    """Explain every account, write the score table, and return the state that answers from
+    it (same bundle and snapshot)."""
+    scores = score_frame(served.bundle, served.snapshot.reset_index(drop=True), settings,
+                         served.playbooks)
+    scores["drift_flag"] = served.drift.flag
+    scores = sort_riskiest(scores)
+    write_table(scores, settings.layout.scores, served.as_of)
+    return Served(bundle=served.bundle, snapshot=served.snapshot, ranking=_ranking_of(scores),
+                  table=ScoreTable(scores), as_of=served.as_of, playbooks=served.playbooks,
+                  table_source="built by the server", drift=served.drift)
+
+
+def answers(served: Served, account_ids: list[str], settings: Settings) -> list[dict[str, Any]]:
+    """Risk answers of known accounts, from the table or, while it is built, explained live."""
+    if served.table is not None:
+        return [served.table.answer(a) for a in account_ids]
+    rows = served.snapshot.loc[account_ids].reset_index(drop=True)
+    scored = ScoreTable(score_frame(served.bundle, rows, settings, served.playbooks))
+    return [scored.answer_at(i) for i in range(len(scored))]
+
+
+def encoded_answer(served: Served, account_id: str, settings: Settings) -> bytes:
+    """One account's answer as JSON bytes, serialised once per served model."""
+    cached = served.encoded.get(account_id)
+    if cached is None:
+        cached = json.dumps(answers(served, [account_id], settings)[0]).encode()
+        if served.table is not None:  # live answers are not kept: the table replaces them
+            if len(served.encoded) >= ANSWER_CACHE:
+                served.encoded.clear()
+            served.encoded[account_id] = cached
+    return cached

@@ -16,13 +16,16 @@ from typing import Any
 from churnlens.home import Home
 
 CHAMPION = "champion"
+USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+"""Read once, at start: ``mlflow.set_tracking_uri`` writes this variable for the process, and
+the next home this process opens must not inherit the previous one's store."""
 
 
 def tracking_uri(home: Home, configured: str | None) -> str:
     if configured:
         return configured
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    if USER_TRACKING_URI:
+        return USER_TRACKING_URI
     home.root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home.mlflow_db.resolve().as_posix()}"
 

@@ -28,7 +28,9 @@ from churnlens.settings import Settings
 from churnlens.training import drift, evaluation, explain, models, plots, tracking
 from churnlens.training.bundle import (
     LABEL_OF,
+    MANIFEST,
     TARGETS,
+    BundleError,
     TargetModel,
     load_bundle,
     point_champion,
@@ -358,24 +360,60 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
                        promoted=promoted, reason=reason, bundle=exported)
 
 
+def export_bundle(bundle_dir: Path, models_root: Path, versions: dict[str, str]) -> Path:
+    """Copy a run's bundle to ``models_root/v<N>/`` (N: the churn model's registered version),
+    verified first, named after the registry's versions."""
+    bundle = load_bundle(bundle_dir)  # verify before anything goes live
+    models_root.mkdir(parents=True, exist_ok=True)
+    name = f"v{versions['churn']}"
+    info = {k: v for k, v in bundle.manifest.items()
+            if k not in ("format", "version", "targets", "features", "files")}
+    return write_bundle(models_root / name, version=name, space=bundle.space,
+                        models=bundle.models, metrics=bundle.metrics,
+                        reference=bundle.reference,
+                        info={**info, "registered_versions": versions})
+
+
 def set_champion(client: Any, settings: Settings, run_id: str, versions: dict[str, str],
                  bundle_dir: Path) -> Path:
     """Export the run's bundle to HOME/models/v<N>/, then move the champion alias to it."""
-    bundle = load_bundle(bundle_dir)  # verify before anything goes live
-    home = settings.layout
-    home.models.mkdir(parents=True, exist_ok=True)
-    name = f"v{versions['churn']}"
-    target_dir = home.models / name
-    info = {k: v for k, v in bundle.manifest.items()
-            if k not in ("format", "version", "targets", "features", "files")}
-    write_bundle(target_dir, version=name, space=bundle.space, models=bundle.models,
-                 metrics=bundle.metrics, reference=bundle.reference,
-                 info={**info, "registered_versions": versions})
+    target_dir = export_bundle(bundle_dir, settings.layout.models, versions)
     for target, version in versions.items():
         client.set_registered_model_alias(
             tracking.registered_name(target, settings.horizon_days), tracking.CHAMPION, version)
-    point_champion(home.models, name)
+    point_champion(settings.layout.models, target_dir.name)
     return target_dir
+
+
+def registry_champion_versions(client: Any, settings: Settings) -> dict[str, Any] | None:
+    """The model versions holding the champion alias, by target; None when there is none."""
+    held = {t: tracking.champion_version(client, tracking.registered_name(
+        t, settings.horizon_days)) for t in TARGETS}
+    found = {t: v for t, v in held.items() if v is not None}
+    if len(found) < len(TARGETS):
+        return None
+    runs = {v.run_id for v in found.values()}
+    if len(runs) > 1:
+        raise BundleError(f"the champion aliases point at models of different runs {sorted(runs)}"
+                          "; promote one run with `churnlens promote RUN_ID`")
+    return found
+
+
+def registry_champion(settings: Settings) -> Path | None:
+    """The bundle behind MLflow's champion alias, exported under HOME/models/ if not already."""
+    client = tracking.connect(settings.layout, settings.mlflow_tracking_uri)
+    found = registry_champion_versions(client, settings)
+    if found is None:
+        return None
+    versions = {t: str(v.version) for t, v in found.items()}
+    folder = settings.layout.models / f"v{versions['churn']}"
+    manifest = folder / MANIFEST
+    if manifest.is_file() and json.loads(manifest.read_text()).get(
+            "registered_versions") == versions:
+        return folder
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle_dir = tracking.download_bundle(client, found["churn"].run_id, Path(tmp))
+        return export_bundle(bundle_dir, settings.layout.models, versions)
 
 
 def promote(settings: Settings, run_id: str) -> dict[str, Any]:
