@@ -44,6 +44,8 @@ def _cli(home: Path, *args: str) -> str:
 
 def _prepare(home: Path | None, accounts: int, months: int) -> Path:
     if home is not None and (home / "models" / "CHAMPION").is_file():
+        if not list((home / "scores").glob("*.parquet")):
+            _cli(home, "score", "--top", "0")
         return home
     home = home or Path(tempfile.mkdtemp(prefix="churnlens-bench-serve-"))
     for args in (["synth", "--accounts", str(accounts), "--months", str(months), "--seed", "3",

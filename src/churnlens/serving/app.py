@@ -12,11 +12,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -30,7 +31,7 @@ from prometheus_client import (
 from pydantic import BaseModel, Field
 
 from churnlens.serving.keys import KeyRecord, KeyStore, Scope
-from churnlens.serving.score import score_frame
+from churnlens.serving.score import score_rows
 from churnlens.serving.state import (
     ScoreTable,
     Served,
@@ -155,6 +156,22 @@ class _Measure:
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
+SECURITY_SCHEMES = {
+    "bearerKey": {"type": "http", "scheme": "bearer",
+                  "description": "An API key from `churnlens keys create`."},
+    "headerKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                  "description": "The same key, in a header of its own."},
+}
+
+
+def secured(scope: Scope) -> dict[str, Any]:
+    """The OpenAPI lines of a route that needs a key of ``scope``."""
+    return {"security": [{"bearerKey": []}, {"headerKey": []}],
+            "responses": {"401": {"description": "No key, or an unknown or revoked one."},
+                          "403": {"description": f"The key's scope is below `{scope}`, which "
+                                                 "this endpoint needs."}}}
+
+
 def _json(content: Any) -> Response:
     return Response(json.dumps(content), media_type="application/json")
 
@@ -250,28 +267,38 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(503, "the model is still loading", headers={"Retry-After": "5"})
         return holder["served"]
 
-    def caller(needed: Scope) -> Callable[..., Any]:
-        async def check(authorization: Annotated[str | None, Header()] = None,
-                        x_api_key: Annotated[str | None, Header()] = None) -> KeyRecord:
-            key = x_api_key
-            if authorization:
-                scheme, _, value = authorization.partition(" ")
-                if scheme.lower() != "bearer" or not value:
-                    raise HTTPException(401, "send the key as 'Authorization: Bearer <key>'",
-                                        headers={"WWW-Authenticate": "Bearer"})
-                key = value.strip()
-            if not key:
-                raise HTTPException(401, "an API key is required (Authorization: Bearer <key> "
-                                    "or X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
-            record = keys.find(key)
-            if record is None:
-                raise HTTPException(401, "unknown or revoked API key",
+    def authorize(request: Request, needed: Scope) -> KeyRecord:
+        """The caller's key record, or a 401/403 saying what is wrong. Called by each route
+        rather than declared as a dependency: FastAPI's dependency solving costs more than
+        answering a cached account does."""
+        key = request.headers.get("x-api-key")
+        authorization = request.headers.get("authorization")
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise HTTPException(401, "send the key as 'Authorization: Bearer <key>'",
                                     headers={"WWW-Authenticate": "Bearer"})
-            if not record.allows(needed):
-                raise HTTPException(403, f"this key has scope '{record.scope}'; this endpoint "
-                                    f"needs '{needed}'")
-            return record
-        return check
+            key = value.strip()
+        if not key:
+            raise HTTPException(401, "an API key is required (Authorization: Bearer <key> "
+                                "or X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
+        record = keys.find(key)
+        if record is None:
+            raise HTTPException(401, "unknown or revoked API key",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not record.allows(needed):
+            raise HTTPException(403, f"this key has scope '{record.scope}'; this endpoint "
+                                f"needs '{needed}'")
+        return record
+
+    documented_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = documented_schema()
+        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     def unknown(state: Served, account_id: str) -> HTTPException:
         return HTTPException(404, f"unknown account {account_id!r}: it is not a customer in "
@@ -299,20 +326,22 @@ def create_app(settings: Settings) -> FastAPI:
     # The answer routes return JSON they serialise themselves (the table's answers are encoded
     # once); ``response_model`` still documents them in the OpenAPI schema.
 
-    @app.get("/v1/accounts/{account_id}/risk", response_model=RiskAnswer, tags=["risk"])
-    async def account_risk(account_id: str, _: Annotated[KeyRecord, Depends(caller("read"))]
-                           ) -> Response:
+    @app.get("/v1/accounts/{account_id}/risk", response_model=RiskAnswer, tags=["risk"],
+             openapi_extra=secured("read"))
+    async def account_risk(account_id: str, request: Request) -> Response:
         """Churn and expansion risk of one account, explained, with its playbook."""
+        authorize(request, "read")
         state = served()
         if not state.knows(account_id):
             raise unknown(state, account_id)
         return Response(encoded_answer(state, account_id, settings),
                         media_type="application/json")
 
-    @app.post("/v1/risk", response_model=BatchAnswer, tags=["risk"])
-    def batch_risk(body: BatchRequest, _: Annotated[KeyRecord, Depends(caller("read"))]
-                   ) -> Response:
+    @app.post("/v1/risk", response_model=BatchAnswer, tags=["risk"],
+              openapi_extra=secured("read"))
+    def batch_risk(body: BatchRequest, request: Request) -> Response:
         """Up to 1,000 accounts at once; unknown ids are listed, not fatal."""
+        authorize(request, "read")
         if len(body.account_ids) > MAX_BATCH:
             raise HTTPException(413, f"{len(body.account_ids)} account ids; at most "
                                 f"{MAX_BATCH} per request")
@@ -324,41 +353,49 @@ def create_app(settings: Settings) -> FastAPI:
         return _json({"results": results,
                       "not_found": [a for a in body.account_ids if not state.knows(a)]})
 
-    @app.post("/v1/what-if", response_model=RiskAnswer, tags=["risk"])
-    def what_if(body: WhatIfRequest, _: Annotated[KeyRecord, Depends(caller("whatif"))]
-                ) -> Response:
+    @app.post("/v1/what-if", response_model=RiskAnswer, tags=["risk"],
+              openapi_extra=secured("whatif"))
+    def what_if(body: WhatIfRequest, request: Request) -> Response:
         """The same answer for changed feature values, explained live."""
+        authorize(request, "whatif")
         state = served()
-        if body.account_id not in state.snapshot.index:
+        if not state.knows(body.account_id):
             raise unknown(state, body.account_id)
         space = state.bundle.space
         strangers = sorted(set(body.features) - set(space.features))
         if strangers:
             raise HTTPException(422, f"not features of model {state.version}: {strangers[:5]}")
-        row = state.snapshot.loc[[body.account_id]].copy()
+        rows = state.rows.take([state.position[body.account_id]])
         for name, value in body.features.items():
+            column = space.features.index(name)
             if name in space.categories:
-                if value is not None and str(value) not in space.categories[name]:
-                    raise HTTPException(422, f"{name} must be one of "
-                                        f"{space.categories[name]}, not {value!r}")
-                row[name] = None if value is None else str(value)
+                levels = space.categories[name]
+                if value is not None and str(value) not in levels:
+                    raise HTTPException(422, f"{name} must be one of {levels}, not {value!r}")
+                shown: Any = None if value is None else str(value)
+                rows.x[0, column] = float("nan") if value is None else levels.index(str(value))
             else:
                 if isinstance(value, str):
                     raise HTTPException(422, f"{name} is a number, not {value!r}")
-                row[name] = float("nan") if value is None else float(value)
-        scored = score_frame(state.bundle, row.reset_index(drop=True), settings,
-                             state.playbooks)
+                shown = None if value is None else float(value)
+                rows.x[0, column] = float("nan") if value is None else float(value)
+            rows.values[0, column] = shown
+            if name in rows.meta:
+                rows.meta[name] = np.array([float("nan") if shown is None else shown],
+                                           dtype=object)
+        scored = score_rows(state.bundle, rows, settings, state.playbooks)
         return _json(ScoreTable(scored).answer_at(0))
 
-    @app.get("/v1/accounts", response_model=Portfolio, tags=["portfolio"])
-    def portfolio(_: Annotated[KeyRecord, Depends(caller("read"))],
-                  tier: str | None = None, segment: str | None = None,
+    @app.get("/v1/accounts", response_model=Portfolio, tags=["portfolio"],
+             openapi_extra=secured("read"))
+    def portfolio(request: Request, tier: str | None = None, segment: str | None = None,
                   playbook: str | None = None, csm: str | None = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                   cursor: Annotated[str | None, Query(description="next_cursor of the "
                                                       "previous page")] = None
                   ) -> Response:
         """The portfolio, riskiest first, filtered."""
+        authorize(request, "read")
         state = served()
         table = state.ranking
         if playbook is not None and "playbook" not in table:
@@ -381,9 +418,10 @@ def create_app(settings: Settings) -> FastAPI:
         return _json({"accounts": answers(state, list(page["account_id"]), settings),
                       "next_cursor": str(following) if following < len(table) else None})
 
-    @app.post("/v1/admin/reload", tags=["operations"])
-    def reload(_: Annotated[KeyRecord, Depends(caller("admin"))]) -> dict[str, str]:
+    @app.post("/v1/admin/reload", tags=["operations"], openapi_extra=secured("admin"))
+    def reload(request: Request) -> dict[str, str]:
         """Load the current champion and snapshot, then swap them in atomically."""
+        authorize(request, "admin")
         install(load_served(settings))
         state = holder["served"]
         return {"model_version": state.version, "as_of": state.as_of.isoformat()}

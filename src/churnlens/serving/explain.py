@@ -38,7 +38,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def explain(model: TargetModel, x: pd.DataFrame) -> Explained:
+def explain(model: TargetModel, x: pd.DataFrame | np.ndarray) -> Explained:
     contributions, base = shap_values(model.booster, x)
     margin = base + contributions.sum(axis=1)
     probability = np.clip(model.calibrator(_sigmoid(margin)), 0.0, 1.0)

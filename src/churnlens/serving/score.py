@@ -17,7 +17,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from churnlens.features.registry import PILLARS_ORDER
 from churnlens.serving import explain
@@ -123,7 +127,7 @@ def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
                         ) -> pd.DataFrame:
     """The score table without explanations: probabilities, tier, health score and segment.
     No SHAP, so no drivers, failing pillar or playbook; for when only the numbers are needed."""
-    x = bundle.space.matrix(frame)
+    x = bundle.space.array(frame)
     churn = bundle.models["churn"].probability(x)
     average = float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
     return pd.DataFrame({
@@ -140,60 +144,92 @@ def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
     })
 
 
+META = ("account_id", "as_of", "mrr", "days_to_renewal", "tenure_days")
+"""Snapshot columns scoring reads besides the model's input: identity, segment, playbook facts."""
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Snapshot rows as scoring reads them: the model input, the feature values as shown to a
+    CSM, and the few other columns it needs. A what-if edits a copy of one account's rows
+    instead of building a pandas frame per request."""
+
+    x: np.ndarray
+    values: np.ndarray
+    """(rows, features) object array: each feature's value as stored."""
+    meta: dict[str, np.ndarray]
+
+    @staticmethod
+    def of(bundle: Bundle, frame: pd.DataFrame) -> Rows:
+        features = list(bundle.space.features)
+        return Rows(x=bundle.space.array(frame),
+                    values=frame[features].astype(object).to_numpy(),
+                    meta={c: frame[c].to_numpy() for c in META if c in frame})
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def take(self, positions: list[int]) -> Rows:
+        """These rows, as a copy that can be edited."""
+        return Rows(x=self.x[positions], values=self.values[positions],
+                    meta={c: v[positions] for c, v in self.meta.items()})
+
+
 def _score_chunk(bundle: Bundle, frame: pd.DataFrame, settings: Settings,
                  playbooks: Playbooks) -> pd.DataFrame:
-    frame = frame.reset_index(drop=True)
-    x = bundle.space.matrix(frame)
-    churn = explain.explain(bundle.models["churn"], x)
-    expansion = bundle.models["expansion"].probability(x)
+    return score_rows(bundle, Rows.of(bundle, frame.reset_index(drop=True)), settings,
+                      playbooks)
+
+
+def score_rows(bundle: Bundle, rows: Rows, settings: Settings,
+               playbooks: Playbooks) -> pd.DataFrame:
+    """The score table's rows for ``rows``: probabilities, explanations, playbooks."""
+    churn = explain.explain(bundle.models["churn"], rows.x)
+    expansion = bundle.models["expansion"].probability(rows.x)
     pillars = explain.pillar_points(bundle.space.features, churn.points)
     average = float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
     tiers = explain.tier(churn.probability, settings.tier_high, settings.tier_medium)
-    out = pd.DataFrame({
-        "account_id": frame["account_id"].astype(str),
-        "as_of": frame["as_of"],
-        "churn_probability": churn.probability,
-        "expansion_probability": expansion,
-        "tier": tiers,
-        "health_score": explain.health_score(churn.probability, average),
-        "segment": touch_segment(frame["mrr"], settings.high_touch_arr, settings.mid_touch_arr)
-        if "mrr" in frame else "unknown",
-    })
-    for pillar in PILLARS_ORDER:
-        out[f"{pillar}_points"] = pillars[pillar]
+    renewal, tenure = _numbers(rows, "days_to_renewal"), _numbers(rows, "tenure_days")
     plays, reasons, failing, top = [], [], [], []
-    values = frame[list(bundle.space.features)].astype(object).to_numpy()
     chosen = explain.top_features(churn.points)
-    for i in range(len(frame)):
+    for i in range(len(rows)):
         row = {"tier": tiers[i], "churn_probability": float(churn.probability[i]),
                "expansion_probability": float(expansion[i]),
-               "days_to_renewal": _number(frame, "days_to_renewal", i),
-               "tenure_days": _number(frame, "tenure_days", i)}
+               "days_to_renewal": renewal[i], "tenure_days": tenure[i]}
         facts = _facts(row, {p: float(pillars[p][i]) for p in PILLARS_ORDER})
         play, reason = playbooks.choose(facts)
         plays.append(play)
         reasons.append(reason)
         failing.append(facts["failing_pillar"])
-        top.append(explain.drivers(bundle.space.features, values[i], churn.points[i],
+        top.append(explain.drivers(bundle.space.features, rows.values[i], churn.points[i],
                                    chosen[i]))
-    out["failing_pillar"] = failing
-    out["playbook"] = plays
-    out["playbook_reason"] = reasons
+    columns: dict[str, Any] = {
+        "account_id": rows.meta["account_id"].astype(str),
+        "as_of": rows.meta["as_of"],
+        "churn_probability": churn.probability,
+        "expansion_probability": expansion,
+        "tier": tiers,
+        "health_score": explain.health_score(churn.probability, average),
+        "segment": touch_segment(pd.Series(rows.meta["mrr"]), settings.high_touch_arr,
+                                 settings.mid_touch_arr).to_numpy()
+        if "mrr" in rows.meta else np.full(len(rows), "unknown"),
+        **{f"{pillar}_points": pillars[pillar] for pillar in PILLARS_ORDER},
+        "failing_pillar": failing, "playbook": plays, "playbook_reason": reasons,
+    }
     for k in range(TABLE_DRIVERS):
         for key, column in (("feature", f"driver_{k + 1}"), ("points", f"driver_{k + 1}_points"),
                             ("sentence", f"driver_{k + 1}_sentence")):
-            out[column] = pd.Series([d[k][key] if len(d) > k else None for d in top],
-                                    dtype=object)
-    out["drivers_json"] = [json.dumps(d, default=str) for d in top]
-    out["model_version"] = bundle.version
-    return out
+            columns[column] = pd.Series([d[k][key] if len(d) > k else None for d in top],
+                                        dtype=object)
+    columns["drivers_json"] = [json.dumps(d, default=str) for d in top]
+    columns["model_version"] = bundle.version
+    return pd.DataFrame(columns)
 
 
-def _number(frame: pd.DataFrame, column: str, row: int) -> float | None:
-    if column not in frame:
-        return None
-    value: Any = frame.at[row, column]
-    return None if pd.isna(value) else float(value)
+def _numbers(rows: Rows, column: str) -> list[float | None]:
+    if column not in rows.meta:
+        return [None] * len(rows)
+    return [None if pd.isna(v) else float(v) for v in rows.meta[column].tolist()]
 
 
 @dataclass(frozen=True)
@@ -219,11 +255,13 @@ def drift_state(bundle: Bundle, frame: pd.DataFrame, threshold: float = DRIFT_PS
 
 
 def write_table(table: pd.DataFrame, folder: Path, as_of: date) -> tuple[Path, Path]:
-    """Parquet and CSV, each written beside its final name and renamed into place."""
+    """Parquet and CSV, each written beside its final name and renamed into place (Arrow's
+    writers: pandas' CSV writer alone took longer than scoring without explanations)."""
     folder.mkdir(parents=True, exist_ok=True)
     parquet, csv = folder / f"{as_of.isoformat()}.parquet", folder / f"{as_of.isoformat()}.csv"
-    for path, write in ((parquet, lambda p: table.to_parquet(p, index=False)),
-                        (csv, lambda p: table.to_csv(p, index=False))):
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    for path, write in ((parquet, lambda p: pq.write_table(arrow, p)),
+                        (csv, lambda p: pa_csv.write_csv(arrow, p))):
         tmp = path.with_name(f".{path.name}.tmp")
         write(tmp)
         os.replace(tmp, path)

@@ -11,28 +11,29 @@ background; then a ``Served`` with the table is swapped in.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from churnlens.serving import explain
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.score import (
     Drift,
+    Rows,
     champion,
     drift_state,
     latest_snapshot,
     score_frame,
+    score_probabilities,
+    score_rows,
     sort_riskiest,
     write_table,
 )
 from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle
-from churnlens.training.evaluation import touch_segment
 
 ANSWER_CACHE = 200_000
 """Encoded answers kept per served model; beyond it the cache starts over."""
@@ -94,6 +95,10 @@ class Served:
     table_source: str
     """``score table`` (read from HOME/scores), ``building`` or ``built by the server``."""
     drift: Drift
+    rows: Rows
+    """The snapshot as scoring reads it, in the order of ``snapshot``."""
+    position: dict[str, int]
+    """Account id → its row in ``rows`` and ``snapshot``."""
     encoded: dict[str, bytes] = field(default_factory=dict, compare=False)
     """Answers already serialised, by account id."""
 
@@ -102,21 +107,7 @@ class Served:
         return self.bundle.version
 
     def knows(self, account_id: str) -> bool:
-        return account_id in self.ranking.index
-
-
-def _quick_ranking(bundle: Bundle, snapshot: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """Probabilities without explanations: fast enough to rank any portfolio at start."""
-    churn = bundle.models["churn"].probability(bundle.space.matrix(snapshot))
-    ranking = pd.DataFrame({
-        "account_id": snapshot["account_id"].astype(str).to_numpy(),
-        "churn_probability": churn,
-        "tier": explain.tier(churn, settings.tier_high, settings.tier_medium),
-        "segment": touch_segment(snapshot["mrr"], settings.high_touch_arr,
-                                 settings.mid_touch_arr).to_numpy()
-        if "mrr" in snapshot else np.full(len(snapshot), "unknown"),
-    })
-    return sort_riskiest(ranking)
+        return account_id in self.position
 
 
 def _ranking_of(table: pd.DataFrame) -> pd.DataFrame:
@@ -131,18 +122,19 @@ def load_served(settings: Settings) -> Served:
     playbooks = load_playbooks(settings.playbooks)
     path = settings.layout.scores / f"{as_of.isoformat()}.parquet"
     scores = pd.read_parquet(path) if path.is_file() else None
-    drift = drift_state(bundle, snapshot)
-    indexed = snapshot.set_index(snapshot["account_id"].astype(str), drop=False)
-    if scores is None or set(scores["model_version"]) != {bundle.version} \
-            or "drivers_json" not in scores:
-        return Served(bundle=bundle, snapshot=indexed,
-                      ranking=_quick_ranking(bundle, snapshot, settings).set_index(
-                          "account_id", drop=False),
-                      table=None, as_of=as_of, playbooks=playbooks, table_source="building",
-                      drift=drift)
-    return Served(bundle=bundle, snapshot=indexed, ranking=_ranking_of(scores),
-                  table=ScoreTable(scores), as_of=as_of, playbooks=playbooks,
-                  table_source="score table", drift=drift)
+    if scores is not None and set(scores["model_version"]) == {bundle.version} \
+            and "drivers_json" in scores:
+        ranking, table, source = _ranking_of(scores), ScoreTable(scores), "score table"
+    else:  # probabilities without explanations: fast enough to rank any portfolio at start
+        ranking = sort_riskiest(score_probabilities(bundle, snapshot, settings)).set_index(
+            "account_id", drop=False)
+        table, source = None, "building"
+    return Served(bundle=bundle, as_of=as_of, playbooks=playbooks,
+                  drift=drift_state(bundle, snapshot),
+                  snapshot=snapshot.set_index(snapshot["account_id"].astype(str), drop=False),
+                  rows=Rows.of(bundle, snapshot),
+                  position={str(a): i for i, a in enumerate(snapshot["account_id"])},
+                  ranking=ranking, table=table, table_source=source)
 
 
 def build_table(served: Served, settings: Settings) -> Served:
@@ -153,17 +145,16 @@ def build_table(served: Served, settings: Settings) -> Served:
     scores["drift_flag"] = served.drift.flag
     scores = sort_riskiest(scores)
     write_table(scores, settings.layout.scores, served.as_of)
-    return Served(bundle=served.bundle, snapshot=served.snapshot, ranking=_ranking_of(scores),
-                  table=ScoreTable(scores), as_of=served.as_of, playbooks=served.playbooks,
-                  table_source="built by the server", drift=served.drift)
+    return dataclasses.replace(served, ranking=_ranking_of(scores), table=ScoreTable(scores),
+                               table_source="built by the server", encoded={})
 
 
 def answers(served: Served, account_ids: list[str], settings: Settings) -> list[dict[str, Any]]:
     """Risk answers of known accounts, from the table or, while it is built, explained live."""
     if served.table is not None:
         return [served.table.answer(a) for a in account_ids]
-    rows = served.snapshot.loc[account_ids].reset_index(drop=True)
-    scored = ScoreTable(score_frame(served.bundle, rows, settings, served.playbooks))
+    rows = served.rows.take([served.position[a] for a in account_ids])
+    scored = ScoreTable(score_rows(served.bundle, rows, settings, served.playbooks))
     return [scored.answer_at(i) for i in range(len(scored))]
 
 

@@ -48,10 +48,10 @@ class TargetModel:
     booster: lgb.Booster
     calibrator: Calibrator
 
-    def raw(self, x: pd.DataFrame) -> np.ndarray:
+    def raw(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(x), dtype=float)
 
-    def probability(self, x: pd.DataFrame) -> np.ndarray:
+    def probability(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
         return np.clip(self.calibrator(self.raw(x)), 0.0, 1.0)
 
 

@@ -15,7 +15,8 @@ import pandas as pd
 SUMMARY_ROWS = 5000
 
 
-def shap_values(booster: lgb.Booster, x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def shap_values(booster: lgb.Booster, x: pd.DataFrame | np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(contributions per row and feature, base value per row)."""
     contrib = np.asarray(booster.predict(x, pred_contrib=True), dtype=float)
     return contrib[:, :-1], contrib[:, -1]

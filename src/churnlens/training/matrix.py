@@ -41,6 +41,25 @@ class FeatureSpace:
                 columns[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
         return pd.DataFrame(columns, index=frame.index)
 
+    def array(self, frame: pd.DataFrame) -> np.ndarray:
+        """The same input as ``matrix`` as one float64 array, categories as their codes in the
+        fixed levels (missing: NaN), which is what LightGBM turns a categorical frame into
+        before predicting. Building it skips pandas' per-column work: serving scores single
+        rows in a fraction of a millisecond this way."""
+        out = np.empty((len(frame), len(self.features)), dtype="float64")
+        numeric = [i for i, name in enumerate(self.features) if name not in self.categories]
+        names = [self.features[i] for i in numeric]
+        try:
+            out[:, numeric] = frame[names].to_numpy(dtype="float64", na_value=np.nan)
+        except (TypeError, ValueError):  # text in a number column: what matrix() would do
+            out[:, numeric] = self.matrix(frame)[names].to_numpy(dtype="float64")
+        for i, name in enumerate(self.features):
+            if name in self.categories:
+                codes = pd.Index(self.categories[name]).get_indexer(
+                    pd.Index(frame[name].astype("object").where(frame[name].notna(), None)))
+                out[:, i] = np.where(codes < 0, np.nan, codes)
+        return out
+
     def to_json(self) -> dict[str, object]:
         return {"features": list(self.features), "categories": self.categories}
 

@@ -16,16 +16,13 @@ from typing import Any
 from churnlens.home import Home
 
 CHAMPION = "champion"
-USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
-"""Read once, at start: ``mlflow.set_tracking_uri`` writes this variable for the process, and
-the next home this process opens must not inherit the previous one's store."""
 
 
 def tracking_uri(home: Home, configured: str | None) -> str:
     if configured:
         return configured
-    if USER_TRACKING_URI:
-        return USER_TRACKING_URI
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
     home.root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home.mlflow_db.resolve().as_posix()}"
 
@@ -40,8 +37,16 @@ def connect(home: Home, configured: str | None) -> Any:
     warnings.filterwarnings("ignore", module="mlflow")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri(home, configured)
+    before = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # MLflow also writes the URIs into the environment; put it back, or the next home this
+    # process opens would inherit this one's store
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
