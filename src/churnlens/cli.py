@@ -507,6 +507,57 @@ def serve_api(
                 factory=True, log_level="warning")
 
 
+# --------------------------------------------------------------------------- kpis
+
+KPI_COLUMNS = (("active", "active_accounts", "{:,.0f}"),
+               ("logo churn", "logo_churn_rate", "{:.1%}"),
+               ("GRR", "grr", "{:.1%}"), ("NRR", "nrr", "{:.1%}"),
+               ("expansion", "expansion_mrr", "{:,.0f}"),
+               ("contraction", "contraction_mrr", "{:,.0f}"), ("NPS", "nps", "{:+.0f}"),
+               ("CSAT", "csat", "{:.2f}"), ("TTFV days", "median_ttfv_days", "{:.1f}"),
+               ("DAU/MAU", "dau_mau", "{:.1%}"), ("adoption", "feature_adoption_rate", "{:.0%}"))
+
+
+@app.command()
+def kpis(
+    since: Annotated[str | None, typer.Option("--from", help="First month, YYYY-MM.")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Last month, YYYY-MM.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the KPIs as JSON.")] = False,
+) -> None:
+    """Portfolio KPIs by month from the raw history: logo churn, GRR, NRR, expansion and
+    contraction MRR, NPS, CSAT, time to first value, DAU/MAU, feature adoption, and accounts
+    by health tier (from the score tables). Definitions: README, "Portfolio KPIs"."""
+    from churnlens.features.kpis import compute_report, health_tiers, month_arg
+
+    try:
+        first, last = month_arg(since), month_arg(until)
+    except ValueError as error:
+        errors.print(f"[red]Invalid month:[/] {error}")
+        raise typer.Exit(2) from None
+    settings = _settings()
+    history = load_or_exit(settings)
+    with console.status("Computing the KPIs..."):
+        report = compute_report(settings, history, first, last)
+    tiers = health_tiers(settings.layout.scores)
+    for month in report["months"]:
+        month["health_tiers"] = tiers.get(month["month"])
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    table = Table(title="Portfolio KPIs by month")
+    table.add_column("month")
+    for title, _, _ in KPI_COLUMNS:
+        table.add_column(title, justify="right")
+    table.add_column("tiers high/medium/low", justify="right")
+    for month in report["months"]:
+        cells = ["-" if month.get(key) is None else style.format(month[key])
+                 for _, key, style in KPI_COLUMNS]
+        held = month["health_tiers"]
+        table.add_row(month["month"][:7], *cells,
+                      "-" if not held else f"{held['high']}/{held['medium']}/{held['low']}")
+    console.print(table)
+
+
 # --------------------------------------------------------------------------- demo
 
 
