@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from churnlens.features import store
 from churnlens.features.registry import REGISTRY
@@ -53,9 +55,30 @@ def build_features(history: History, spec: SnapshotSpec, root: Path, full: bool 
         "history_end": str(snapshot_plan.history_end),
     }
     entries = store.write_partitions(root, table, keep, snapshot_plan.dates, manifest)
+    write_directory(history, root)
     report = run_report(root, snapshot_plan, entries, spec)
     return FeatureRun(plan=snapshot_plan, computed=todo, reused=tuple(sorted(keep)),
                       report=report, output=root / store.SNAPSHOTS)
+
+
+DIRECTORY = "accounts.parquet"
+"""Who each account is (id, name, CSM): not features, but what the CSM pages and the portfolio
+filters show and search."""
+
+
+def write_directory(history: History, root: Path) -> Path:
+    accounts = history.tables["accounts"]
+    columns = [c for c in ("account_id", "name", "csm") if c in accounts.columns]
+    path = root / DIRECTORY
+    tmp = path.with_name(f".{DIRECTORY}.tmp")
+    pq.write_table(accounts.select(*columns).order_by("account_id").to_pyarrow(), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_directory(root: Path) -> pa.Table | None:
+    path = root / DIRECTORY
+    return pq.read_table(path) if path.is_file() else None
 
 
 def read_snapshots(root: Path) -> pa.Table:

@@ -30,9 +30,18 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, Field
 
+from churnlens.features.kpis import (
+    compute_report,
+    health_tiers,
+    month_arg,
+    read_report,
+)
+from churnlens.raw.history import load_history
 from churnlens.serving.keys import KeyRecord, KeyStore, Scope
+from churnlens.serving.pages import register_pages
 from churnlens.serving.score import score_rows
 from churnlens.serving.state import (
+    Runtime,
     ScoreTable,
     Served,
     answers,
@@ -41,6 +50,7 @@ from churnlens.serving.state import (
     load_served,
 )
 from churnlens.settings import Settings
+from churnlens.training.bundle import BundleError
 
 MAX_BATCH = 1000
 logger = logging.getLogger("churnlens.serving")
@@ -102,6 +112,13 @@ class WhatIfRequest(BaseModel):
     features: dict[str, float | str | None] = Field(
         examples=[{"seat_utilisation_30d": 0.8}],
         description="Feature values to use instead of the account's latest snapshot.")
+
+
+class KpiAnswer(BaseModel):
+    definitions: dict[str, str]
+    months: list[dict[str, Any]] = Field(description="One object per month: `month` and each "
+                                         "KPI of `definitions` (null when undefined), plus "
+                                         "`health_tiers` where a score table exists.")
 
 
 class Portfolio(BaseModel):
@@ -179,7 +196,7 @@ def _json(content: Any) -> Response:
 def create_app(settings: Settings) -> FastAPI:
     keys = KeyStore(settings.layout.root / "api_keys.json")
     metrics = _Metrics()
-    holder: dict[str, Served] = {}
+    runtime = Runtime()
     reload_lock = threading.Lock()
 
     def install(served: Served) -> None:
@@ -189,7 +206,8 @@ def create_app(settings: Settings) -> FastAPI:
             metrics.psi.clear()
             for feature, value in served.drift.psi.items():
                 metrics.psi.labels(feature).set(value)
-            holder["served"] = served  # one reference swap: requests in flight keep the old one
+            runtime.served = served  # one reference swap: requests in flight keep the old one
+            runtime.problem = None
         if served.table is None:
             threading.Thread(target=complete, args=(served,), daemon=True,
                              name="score-table").start()
@@ -206,10 +224,10 @@ def create_app(settings: Settings) -> FastAPI:
                     return  # a newer champion or snapshot: its own load builds its table
                 done = fresh if fresh.table is not None else build_table(served, settings)
             with reload_lock:
-                current = holder.get("served")
+                current = runtime.served
                 if current is not None and (current.version, current.as_of) == (
                         done.version, done.as_of) and current.table is None:
-                    holder["served"] = done
+                    runtime.served = done
         except Exception as error:  # answers stay live; the next reload tries again
             logger.error("could not build the score table: %s", error)
 
@@ -231,16 +249,37 @@ def create_app(settings: Settings) -> FastAPI:
         while not stop.wait(settings.reload_poll_seconds):
             try:
                 marker = champion_marker()
-                if marker == seen:
+                if marker == seen and runtime.served is not None:
                     continue
                 seen = marker
                 install(load_served(settings))
+            except (BundleError, FileNotFoundError) as error:
+                if runtime.served is None:
+                    runtime.problem = str(error)
             except Exception as error:  # keep serving the old model
                 logger.error("could not load the new champion: %s", error)
 
+    def start() -> None:
+        try:
+            install(load_served(settings))
+        except (BundleError, FileNotFoundError) as error:  # pages say what to do next
+            runtime.problem = str(error)
+            logger.warning("serving nothing yet: %s", error)
+
+    def compute_kpis() -> None:
+        try:
+            report = read_report(settings)
+            if report is None:
+                report = compute_report(settings, load_history(settings))
+            runtime.kpis, runtime.kpi_problem = report, None
+        except Exception as error:  # no raw history here: the KPIs say so, scores still work
+            runtime.kpi_problem = f"the KPIs could not be computed from the raw history: {error}"
+            logger.warning(runtime.kpi_problem)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        install(load_served(settings))
+        start()
+        threading.Thread(target=compute_kpis, daemon=True, name="kpis").start()
         stop = threading.Event()
         watcher = None
         if settings.reload_poll_seconds > 0:
@@ -263,9 +302,11 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
 
     def served() -> Served:
-        if "served" not in holder:
-            raise HTTPException(503, "the model is still loading", headers={"Retry-After": "5"})
-        return holder["served"]
+        state = runtime.served
+        if state is None:
+            raise HTTPException(503, runtime.problem or "the model is still loading",
+                                headers={"Retry-After": "5"})
+        return state
 
     def authorize(request: Request, needed: Scope) -> KeyRecord:
         """The caller's key record, or a 401/403 saying what is wrong. Called by each route
@@ -310,9 +351,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
-        if "served" not in holder:
-            return JSONResponse(status_code=503, content={"ready": False})
-        state = holder["served"]
+        state = runtime.served
+        if state is None:
+            return JSONResponse(status_code=503, content={"ready": False,
+                                                          "problem": runtime.problem})
         return JSONResponse({"ready": True, "model_version": state.version,
                              "as_of": state.as_of.isoformat(), "accounts": len(state.ranking),
                              "score_table": state.table_source,
@@ -405,9 +447,7 @@ def create_app(settings: Settings) -> FastAPI:
             if value is not None:
                 table = table[table[column] == value]
         if csm is not None:
-            owners = state.snapshot.get("csm")
-            table = table.iloc[:0] if owners is None else \
-                table[table["account_id"].map(owners) == csm]
+            table = table[table["account_id"].map(state.directory["csm"]) == csm]
         start = 0
         if cursor is not None:
             if not cursor.isdigit():
@@ -422,8 +462,34 @@ def create_app(settings: Settings) -> FastAPI:
     def reload(request: Request) -> dict[str, str]:
         """Load the current champion and snapshot, then swap them in atomically."""
         authorize(request, "admin")
-        install(load_served(settings))
-        state = holder["served"]
+        try:
+            state = load_served(settings)
+        except (BundleError, FileNotFoundError) as error:
+            raise HTTPException(409, f"nothing to load: {error}") from None
+        install(state)
         return {"model_version": state.version, "as_of": state.as_of.isoformat()}
+
+    @app.get("/v1/kpis", response_model=KpiAnswer, tags=["portfolio"],
+             openapi_extra=secured("read"))
+    def portfolio_kpis(request: Request, since: Annotated[str | None, Query(
+            alias="from", description="First month, YYYY-MM.")] = None,
+            until: Annotated[str | None, Query(alias="to", description="Last month, "
+                                               "YYYY-MM.")] = None) -> dict[str, Any]:
+        """Portfolio KPIs by month (definitions included), with accounts by health tier."""
+        authorize(request, "read")
+        try:
+            first, last = month_arg(since), month_arg(until)
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+        if runtime.kpis is None:
+            raise HTTPException(503, runtime.kpi_problem or "the KPIs are being computed",
+                                headers={"Retry-After": "10"})
+        tiers = health_tiers(settings.layout.scores)
+        months = [{**m, "health_tiers": tiers.get(m["month"])} for m in runtime.kpis["months"]
+                  if (first is None or m["month"] >= first.isoformat())
+                  and (last is None or m["month"] <= last.isoformat())]
+        return {"definitions": runtime.kpis["definitions"], "months": months}
+
+    register_pages(app, settings, keys, runtime)
 
     return app

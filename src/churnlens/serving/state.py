@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from churnlens.features.pipeline import read_directory
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.score import (
     Drift,
@@ -99,6 +100,8 @@ class Served:
     """The snapshot as scoring reads it, in the order of ``snapshot``."""
     position: dict[str, int]
     """Account id → its row in ``rows`` and ``snapshot``."""
+    directory: pd.DataFrame
+    """Name and CSM of each account (``churnlens features`` writes them), by account id."""
     encoded: dict[str, bytes] = field(default_factory=dict, compare=False)
     """Answers already serialised, by account id."""
 
@@ -134,7 +137,23 @@ def load_served(settings: Settings) -> Served:
                   snapshot=snapshot.set_index(snapshot["account_id"].astype(str), drop=False),
                   rows=Rows.of(bundle, snapshot),
                   position={str(a): i for i, a in enumerate(snapshot["account_id"])},
-                  ranking=ranking, table=table, table_source=source)
+                  directory=_directory(settings), ranking=ranking, table=table,
+                  table_source=source)
+
+
+def _directory(settings: Settings) -> pd.DataFrame:
+    table = read_directory(settings.layout.features)
+    frame = table.to_pandas() if table is not None else pd.DataFrame(
+        {"account_id": pd.Series(dtype=str)})
+    for column in ("name", "csm"):
+        if column not in frame:
+            frame[column] = None
+    return frame.set_index(frame["account_id"].astype(str), drop=False)
+
+
+def name_of(served: Served, account_id: str) -> str:
+    name = served.directory["name"].get(account_id)
+    return str(name) if isinstance(name, str) and name else account_id
 
 
 def build_table(served: Served, settings: Settings) -> Served:
@@ -168,3 +187,14 @@ def encoded_answer(served: Served, account_id: str, settings: Settings) -> bytes
                 served.encoded.clear()
             served.encoded[account_id] = cached
     return cached
+
+
+@dataclass
+class Runtime:
+    """What one server process holds now; routes read it, reloads replace its fields whole."""
+
+    served: Served | None = None
+    problem: str | None = None
+    """Why nothing is served yet (no model, no snapshot), in words that say what to do."""
+    kpis: dict[str, Any] | None = None
+    kpi_problem: str | None = "the KPIs are being computed from the raw history"
