@@ -6,17 +6,23 @@ UV := $(PYTHON) -m uv
 HOME_DIR ?= churnlens-data
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install browsers demo test lint bench clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
 		|| $(PYTHON) -m pip install --quiet --break-system-packages uv
 	$(UV) sync --frozen
 
+# Debian's Chromium and its driver, for the browser tests of the CSM pages
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browsers:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
 demo: install
 	$(UV) run churnlens --home $(HOME_DIR) demo
 
-test: install
+test: install browsers
 	$(UV) run pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: install

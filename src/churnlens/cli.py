@@ -493,10 +493,14 @@ def serve_api(
     settings = _settings(champion_source=champion_source)
     try:  # refuse to start on what would only fail inside the workers
         load_playbooks(settings.playbooks)
-        champion(settings)
-    except (PlaybookError, BundleError) as error:
+    except PlaybookError as error:
         errors.print(f"[red]Cannot serve:[/] {error}")
         raise typer.Exit(2) from None
+    try:
+        champion(settings)
+    except BundleError as error:  # start anyway: the pages say what to do, and the server
+        console.print(f"[yellow]Nothing to serve yet:[/] {error}. The server starts and "
+                      "picks up the model once one is trained.")
     if not _key_store().records():
         console.print("[yellow]No API keys yet:[/] create one with `churnlens keys create "
                       "--name me`.")

@@ -280,7 +280,8 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
                     if d["feature"] not in space.categories][:WHAT_IF_FIELDS]
         return {
             "answer": answer, "name": name_of(served, account_id),
-            "csm": served.directory["csm"].get(account_id),
+            "csm": csm if isinstance(csm := served.directory["csm"].get(account_id), str)
+            else None,
             "risk_chart": line_chart(labels, {"churn probability": _series(
                 history, "churn_probability")}, percent=True),
             "health_chart": line_chart(labels, {"health score": _series(history,

@@ -1,0 +1,222 @@
+"""The CSM pages in headless Chromium (Debian's, driven by Selenium) against a real server.
+
+A screenshot of each page lands in ``tests/screenshots/`` (or ``$CHURNLENS_SCREENSHOTS``).
+`make browsers` (run by `make test`) installs chromium and chromium-driver.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from conftest import churnlens
+
+pytestmark = pytest.mark.e2e
+
+SCREENSHOTS = Path(os.environ.get("CHURNLENS_SCREENSHOTS",
+                                  Path(__file__).resolve().parents[1] / "screenshots"))
+HOSTILE_NAME = "<script>alert('x')</script> & Sons"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve(home: Path, wait_for: str = "/readyz") -> tuple[subprocess.Popen[str], str]:
+    port = _free_port()
+    env = {**os.environ, "CHURNLENS_HOME": str(home), "CHURNLENS_RELOAD_POLL_SECONDS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "churnlens.cli", "serve", "--port",
+                                str(port)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + wait_for, timeout=2).status_code in (200, 503):
+                return process, base
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
+        time.sleep(0.3)
+    process.kill()
+    raise AssertionError("server did not start")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    home = tmp_path_factory.mktemp("pages")
+    churnlens(home, "synth", "--accounts", "300", "--months", "16", "--seed", "4",
+              "--rollouts", "2")
+    accounts = pq.read_table(home / "raw" / "accounts.parquet")
+    names = accounts.column("name").to_pylist()
+    names[0] = HOSTILE_NAME  # must be shown as text, never run
+    pq.write_table(accounts.set_column(accounts.schema.get_field_index("name"), "name",
+                                       pa.array(names)), home / "raw" / "accounts.parquet")
+    churnlens(home, "features")
+    churnlens(home, "train")
+    keys = {scope: churnlens(home, "keys", "create", "--name", f"csm-{scope}", "--scope",
+                             scope).stdout.strip().splitlines()[-1]
+            for scope in ("read", "whatif")}
+    process, base = _serve(home)
+    deadline = time.monotonic() + 120
+    while httpx.get(base + "/v1/kpis", headers={"X-API-Key": keys["read"]}
+                    ).status_code != 200:
+        assert time.monotonic() < deadline, "the KPIs were never computed"
+        time.sleep(0.5)
+    yield {"home": home, "base": base, "keys": keys,
+           "hostile_id": accounts.column("account_id")[0].as_py()}
+    _stop(process)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.fail("Chromium is missing: run `make browsers` (apt-get install chromium "
+                    "chromium-driver)")
+    options = Options()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--disable-gpu", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    chrome = webdriver.Chrome(options=options, service=Service(driver))
+    chrome.implicitly_wait(5)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield chrome
+    chrome.quit()
+
+
+def _shot(browser: webdriver.Chrome, name: str) -> None:
+    height = browser.execute_script("return document.body.scrollHeight")
+    width = browser.get_window_size()["width"]
+    browser.set_window_size(width, min(max(height + 120, 600), 4000))
+    assert browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def _sign_in(browser: webdriver.Chrome, site: dict[str, Any], scope: str) -> None:
+    browser.delete_all_cookies()
+    browser.get(site["base"] + "/")
+    assert "/login" in browser.current_url  # every page needs a key first
+    browser.find_element(By.ID, "key").send_keys(site["keys"][scope])
+    browser.find_element(By.ID, "sign-in").click()
+    assert browser.find_element(By.ID, "accounts")
+
+
+def test_sign_in_filter_open_an_account_what_if_and_the_model(
+        browser: webdriver.Chrome, site: dict[str, Any]) -> None:
+    browser.get(site["base"] + "/login")
+    browser.find_element(By.ID, "key").send_keys("cl_wrong")
+    browser.find_element(By.ID, "sign-in").click()
+    assert "unknown or revoked" in browser.find_element(By.ID, "login-error").text
+
+    _sign_in(browser, site, "whatif")
+    cookie = browser.get_cookie("churnlens_session")
+    assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    kpis = browser.find_elements(By.CSS_SELECTOR, ".kpi")
+    assert len(kpis) >= 10 and any("%" in k.text for k in kpis)
+    assert browser.find_elements(By.CSS_SELECTOR, ".kpi svg.spark")
+    everyone = browser.find_element(By.ID, "match-count").text
+    _shot(browser, "portfolio")
+
+    Select(browser.find_element(By.ID, "filter-tier")).select_by_value("high")
+    browser.find_element(By.ID, "apply-filters").click()
+    assert "tier=high" in browser.current_url
+    badges = browser.find_elements(By.CSS_SELECTOR, "#accounts tbody .tier")
+    assert badges and {b.text for b in badges} == {"high"}
+    assert browser.find_element(By.ID, "match-count").text != everyone
+
+    browser.find_elements(By.CSS_SELECTOR, "#accounts .account-link")[0].click()
+    assert "/accounts/" in browser.current_url
+    before = browser.find_element(By.ID, "churn-probability").text
+    drivers = browser.find_elements(By.CSS_SELECTOR, "#drivers li")
+    assert drivers and all(d.text for d in drivers)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 4
+    _shot(browser, "account")
+
+    fields = browser.find_elements(By.CSS_SELECTOR, "form.what-if input")
+    assert fields
+    for field in fields:  # push every number far from where it is
+        current = float(field.get_attribute("value") or 0)
+        field.clear()
+        field.send_keys(str(current * 10 + 50))
+    browser.find_element(By.ID, "run-what-if").click()
+    after = browser.find_element(By.ID, "what-if-churn").text
+    assert after.endswith("%") and after != before, (before, after)
+    _shot(browser, "what-if")
+
+    browser.find_element(By.LINK_TEXT, "Model").click()
+    assert browser.find_element(By.ID, "model-version").text == "v1"
+    images = browser.find_elements(By.CSS_SELECTOR, "figure img")
+    assert images
+    for image in images:
+        assert browser.execute_script("return arguments[0].complete && "
+                                      "arguments[0].naturalWidth > 0", image)
+    assert "PSI" in browser.find_element(By.ID, "drift").text
+    _shot(browser, "model")
+
+
+def test_a_narrow_screen_and_names_shown_as_text(browser: webdriver.Chrome,
+                                                 site: dict[str, Any]) -> None:
+    _sign_in(browser, site, "read")
+    browser.set_window_size(390, 844)
+    browser.get(site["base"] + "/?q=" + "script")
+    links = browser.find_elements(By.CSS_SELECTOR, "#accounts .account-link")
+    assert [link.text for link in links] == [HOSTILE_NAME]
+    assert "&lt;script&gt;" in browser.page_source  # escaped, so it never ran
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the page is {overflow}px wider than a phone"
+    _shot(browser, "portfolio-narrow")
+    browser.get(f"{site['base']}/accounts/{site['hostile_id']}")
+    assert browser.find_element(By.ID, "account-name").text.startswith(HOSTILE_NAME)
+    assert "whatif" in browser.find_element(By.ID, "what-if").text  # a read key cannot
+    browser.set_window_size(1280, 1000)
+
+
+def test_pages_degrade_with_a_message(site: dict[str, Any], tmp_path: Path) -> None:
+    with httpx.Client(base_url=site["base"]) as client:
+        client.post("/login", data={"key": site["keys"]["read"]})
+        unknown = client.get("/accounts/acc_nobody")
+        assert unknown.status_code == 404 and "Unknown account" in unknown.text
+        assert "Traceback" not in unknown.text
+        nowhere = client.get("/no/such/page", headers={"Accept": "text/html"})
+        assert nowhere.status_code == 404 and "There is no page" in nowhere.text
+        assert unknown.headers["content-security-policy"].startswith("default-src 'none'")
+
+    empty = tmp_path / "empty"  # a fresh project: keys, but no history, model or snapshot
+    key = churnlens(empty, "keys", "create", "--name", "early").stdout.strip().splitlines()[-1]
+    process, base = _serve(empty)
+    try:
+        with httpx.Client(base_url=base) as client:
+            signed = client.post("/login", data={"key": key}, follow_redirects=True)
+            assert signed.status_code == 503
+            assert "No model yet" in signed.text and "churnlens train" in signed.text
+            api = client.get("/v1/accounts", headers={"X-API-Key": key})
+            assert api.status_code == 503 and "churnlens train" in api.json()["detail"]
+            assert client.get("/readyz").json()["ready"] is False
+    finally:
+        _stop(process)
