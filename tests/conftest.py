@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from datetime import date, datetime
 from pathlib import Path
 
@@ -25,6 +27,43 @@ def churnlens(home: Path, *args: str, check: bool = True, env: dict[str, str] | 
         raise AssertionError(f"churnlens {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(home: Path, poll_seconds: float = 1.0, ready: tuple[int, ...] = (200,)
+          ) -> tuple[subprocess.Popen[str], str]:
+    """Start `churnlens serve` on a free local port; return once /readyz answers ``ready``."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "CHURNLENS_HOME": str(home),
+           "CHURNLENS_RELOAD_POLL_SECONDS": str(poll_seconds)}
+    process = subprocess.Popen([sys.executable, "-m", "churnlens.cli", "serve", "--port",
+                                str(port)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code in ready:
+                return process, base
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read()}")  # type: ignore[union-attr]
+        time.sleep(0.3)
+    process.kill()
+    raise AssertionError("server did not become ready")
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.wait(timeout=20)
 
 
 def tiny_tables() -> dict[str, list[dict[str, object]]]:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,15 +12,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from conftest import churnlens
+from conftest import churnlens, serve, stop
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _key(home: Path, name: str, scope: str) -> str:
@@ -40,25 +30,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     churnlens(home, "features")
     churnlens(home, "train")
     keys = {scope: _key(home, f"test-{scope}", scope) for scope in ("read", "whatif", "admin")}
-    port = _free_port()
-    env = {**os.environ, "CHURNLENS_HOME": str(home), "CHURNLENS_RELOAD_POLL_SECONDS": "0.5"}
-    process = subprocess.Popen([sys.executable, "-m", "churnlens.cli", "serve", "--port",
-                                str(port)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    process, base = serve(home, poll_seconds=0.5)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read()}")  # type: ignore[union-attr]
-        time.sleep(0.3)
-    else:
-        process.kill()
-        raise AssertionError("server did not become ready")
     # no `churnlens score` ran: the server builds the score table itself, in the background
     while httpx.get(f"{base}/readyz", timeout=2).json()["score_table"] == "building":
         assert time.monotonic() < deadline, "the score table was never built"
@@ -66,8 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     assert httpx.get(f"{base}/readyz").json()["score_table"] == "built by the server"
     table = pd.read_parquet(sorted((home / "scores").glob("*.parquet"))[-1])
     yield {"home": home, "base": base, "keys": keys, "table": table, "process": process}
-    process.terminate()
-    process.wait(timeout=20)
+    stop(process)
 
 
 def _get(server: dict[str, Any], path: str, scope: str | None = "read", **kw: Any

@@ -93,10 +93,13 @@ def test_a_bad_playbook_file_names_the_rule(tmp_path: Path) -> None:
         load_playbooks(path)
 
 
-def test_serve_without_a_champion_says_what_to_run(tmp_path: Path) -> None:
+def test_serve_refuses_a_bad_playbook_file_saying_why(tmp_path: Path) -> None:
     from conftest import churnlens
 
-    result = churnlens(tmp_path / "home", "serve", "--port", "1", check=False)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [1, 2]\n")
+    result = churnlens(tmp_path / "home", "serve", "--port", "1", check=False,
+                       env={"CHURNLENS_PLAYBOOKS": str(rules)}, timeout=60)
     assert result.returncode == 2
-    assert "run `churnlens train` first" in result.stderr
+    assert "Cannot serve" in result.stderr and "rules.yaml" in result.stderr
     assert "Traceback" not in result.stderr

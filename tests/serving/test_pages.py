@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,44 +23,13 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from conftest import churnlens
+from conftest import churnlens, serve, stop
 
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = Path(os.environ.get("CHURNLENS_SCREENSHOTS",
                                   Path(__file__).resolve().parents[1] / "screenshots"))
 HOSTILE_NAME = "<script>alert('x')</script> & Sons"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _serve(home: Path, wait_for: str = "/readyz") -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    env = {**os.environ, "CHURNLENS_HOME": str(home), "CHURNLENS_RELOAD_POLL_SECONDS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "churnlens.cli", "serve", "--port",
-                                str(port)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + wait_for, timeout=2).status_code in (200, 503):
-                return process, base
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
-        time.sleep(0.3)
-    process.kill()
-    raise AssertionError("server did not start")
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +47,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     keys = {scope: churnlens(home, "keys", "create", "--name", f"csm-{scope}", "--scope",
                              scope).stdout.strip().splitlines()[-1]
             for scope in ("read", "whatif")}
-    process, base = _serve(home)
+    process, base = serve(home)
     deadline = time.monotonic() + 120
     while httpx.get(base + "/v1/kpis", headers={"X-API-Key": keys["read"]}
                     ).status_code != 200:
@@ -89,7 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         time.sleep(0.5)
     yield {"home": home, "base": base, "keys": keys,
            "hostile_id": accounts.column("account_id")[0].as_py()}
-    _stop(process)
+    stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +175,7 @@ def test_pages_degrade_with_a_message(site: dict[str, Any], tmp_path: Path) -> N
 
     empty = tmp_path / "empty"  # a fresh project: keys, but no history, model or snapshot
     key = churnlens(empty, "keys", "create", "--name", "early").stdout.strip().splitlines()[-1]
-    process, base = _serve(empty)
+    process, base = serve(empty, ready=(200, 503))
     try:
         with httpx.Client(base_url=base) as client:
             signed = client.post("/login", data={"key": key}, follow_redirects=True)
@@ -219,4 +185,4 @@ def test_pages_degrade_with_a_message(site: dict[str, Any], tmp_path: Path) -> N
             assert api.status_code == 503 and "churnlens train" in api.json()["detail"]
             assert client.get("/readyz").json()["ready"] is False
     finally:
-        _stop(process)
+        stop(process)

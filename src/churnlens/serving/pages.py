@@ -187,6 +187,15 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
                     problem=runtime.problem or "The model is still loading.",
                     steps=["churnlens features", "churnlens train", "churnlens score"])
 
+    def admit(request: Request) -> tuple[KeyRecord, Served] | Response:
+        """The signed-in key and the served model, or the page to show instead."""
+        user = signed_in(request)
+        if user is None:
+            return to_login(request)
+        if runtime.served is None:
+            return nothing_served(request, user)
+        return user, runtime.served
+
     @app.get("/static/app.css", include_in_schema=False)
     def stylesheet() -> Response:
         return FileResponse(TEMPLATES / "app.css", media_type="text/css",
@@ -219,12 +228,10 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
                        playbook: str = "", q: str = "",
                        page_number: Annotated[int, Query(alias="page", ge=1)] = 1
                        ) -> Response:
-        user = signed_in(request)
-        if user is None:
-            return to_login(request)
-        served = runtime.served
-        if served is None:
-            return nothing_served(request, user)
+        admitted = admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        user, served = admitted
         table = served.ranking
         names = table["account_id"].map(served.directory["name"])
         owners = table["account_id"].map(served.directory["csm"])
@@ -303,12 +310,10 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
 
     @app.get("/accounts/{account_id}", include_in_schema=False)
     def account_page(request: Request, account_id: str) -> Response:
-        user = signed_in(request)
-        if user is None:
-            return to_login(request)
-        served = runtime.served
-        if served is None:
-            return nothing_served(request, user)
+        admitted = admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        user, served = admitted
         if not served.knows(account_id):
             return page(request, "empty.html", 404, user=user, title="Unknown account",
                         problem=f"No account {account_id!r} in the snapshot of {served.as_of}: "
@@ -319,12 +324,10 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
 
     @app.post("/accounts/{account_id}/what-if", include_in_schema=False)
     async def account_what_if(request: Request, account_id: str) -> Response:
-        user = signed_in(request)
-        if user is None:
-            return to_login(request)
-        served = runtime.served
-        if served is None:
-            return nothing_served(request, user)
+        admitted = admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        user, served = admitted
         if not served.knows(account_id):
             return RedirectResponse(f"/accounts/{quote(account_id)}", status_code=303)
         context = account_context(served, account_id)
@@ -358,12 +361,10 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
 
     @app.get("/model", include_in_schema=False)
     def model_page(request: Request) -> Response:
-        user = signed_in(request)
-        if user is None:
-            return to_login(request)
-        served = runtime.served
-        if served is None:
-            return nothing_served(request, user)
+        admitted = admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        user, served = admitted
         bundle = served.bundle
         drift = sorted(served.drift.psi.items(), key=lambda kv: -kv[1])[:15]
         run_id = str(bundle.manifest.get("run_id", ""))
