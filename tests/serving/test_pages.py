@@ -163,6 +163,20 @@ def test_a_narrow_screen_and_names_shown_as_text(browser: webdriver.Chrome,
     browser.set_window_size(1280, 1000)
 
 
+def test_the_kpi_endpoint_filters_months_and_refuses_a_bad_one(site: dict[str, Any]) -> None:
+    headers = {"X-API-Key": site["keys"]["read"]}
+    every = httpx.get(site["base"] + "/v1/kpis", headers=headers).json()
+    months = [m["month"] for m in every["months"]]
+    assert len(months) >= 12 and set(every["definitions"]) >= {"grr", "nrr", "nps"}
+    assert all(0 <= m["logo_churn_rate"] <= 1 for m in every["months"][1:])
+    some = httpx.get(site["base"] + "/v1/kpis", headers=headers,
+                     params={"from": months[2][:7], "to": months[4][:7]}).json()
+    assert [m["month"] for m in some["months"]] == months[2:5]
+    bad = httpx.get(site["base"] + "/v1/kpis", headers=headers, params={"from": "soon"})
+    assert bad.status_code == 422 and "YYYY-MM" in bad.json()["detail"]
+    assert httpx.get(site["base"] + "/v1/kpis").status_code == 401
+
+
 def test_pages_degrade_with_a_message(site: dict[str, Any], tmp_path: Path) -> None:
     with httpx.Client(base_url=site["base"]) as client:
         client.post("/login", data={"key": site["keys"]["read"]})
