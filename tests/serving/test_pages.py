@@ -21,7 +21,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from conftest import churnlens, serve, stop
 
@@ -83,12 +84,20 @@ def _shot(browser: webdriver.Chrome, name: str) -> None:
     assert browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
+def _arrive(browser: webdriver.Chrome, part: str) -> None:
+    """Wait for the navigation a click started: the old page's elements are still there
+    until the new one has loaded."""
+    WebDriverWait(browser, 15).until(expected_conditions.url_contains(part))
+    assert part in browser.current_url
+
+
 def _sign_in(browser: webdriver.Chrome, site: dict[str, Any], scope: str) -> None:
     browser.delete_all_cookies()
     browser.get(site["base"] + "/")
     assert "/login" in browser.current_url  # every page needs a key first
     browser.find_element(By.ID, "key").send_keys(site["keys"][scope])
     browser.find_element(By.ID, "sign-in").click()
+    WebDriverWait(browser, 15).until_not(expected_conditions.url_contains("/login"))
     assert browser.find_element(By.ID, "accounts")
 
 
@@ -110,13 +119,13 @@ def test_sign_in_filter_open_an_account_what_if_and_the_model(
 
     Select(browser.find_element(By.ID, "filter-tier")).select_by_value("high")
     browser.find_element(By.ID, "apply-filters").click()
-    assert "tier=high" in browser.current_url
+    _arrive(browser, "tier=high")
     badges = browser.find_elements(By.CSS_SELECTOR, "#accounts tbody .tier")
     assert badges and {b.text for b in badges} == {"high"}
     assert browser.find_element(By.ID, "match-count").text != everyone
 
     browser.find_elements(By.CSS_SELECTOR, "#accounts .account-link")[0].click()
-    assert "/accounts/" in browser.current_url
+    _arrive(browser, "/accounts/")
     before = browser.find_element(By.ID, "churn-probability").text
     drivers = browser.find_elements(By.CSS_SELECTOR, "#drivers li")
     assert drivers and all(d.text for d in drivers)
@@ -130,11 +139,13 @@ def test_sign_in_filter_open_an_account_what_if_and_the_model(
         field.clear()
         field.send_keys(str(current * 10 + 50))
     browser.find_element(By.ID, "run-what-if").click()
+    _arrive(browser, "/what-if")
     after = browser.find_element(By.ID, "what-if-churn").text
     assert after.endswith("%") and after != before, (before, after)
     _shot(browser, "what-if")
 
     browser.find_element(By.LINK_TEXT, "Model").click()
+    _arrive(browser, "/model")
     assert browser.find_element(By.ID, "model-version").text == "v1"
     images = browser.find_elements(By.CSS_SELECTOR, "figure img")
     assert images
