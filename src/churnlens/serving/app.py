@@ -218,11 +218,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             with open(settings.layout.scores / ".build.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building it now
-                fresh = load_served(settings)
-                same = fresh.version == served.version and fresh.as_of == served.as_of
-                if not same:
+                if runtime.served is not served:
                     return  # a newer champion or snapshot: its own load builds its table
-                done = fresh if fresh.table is not None else build_table(served, settings)
+                done = build_table(served, settings)  # reads it if that worker wrote it
             with reload_lock:
                 current = runtime.served
                 if current is not None and (current.version, current.as_of) == (
@@ -268,9 +266,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     def compute_kpis() -> None:
         try:
-            report = read_report(settings)
-            if report is None:
-                report = compute_report(settings, load_history(settings))
+            settings.layout.reports.mkdir(parents=True, exist_ok=True)
+            with open(settings.layout.reports / ".kpis.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # one worker validates and computes
+                report = read_report(settings)  # the others read what it wrote
+                if report is None:
+                    report = compute_report(settings, load_history(settings))
             runtime.kpis, runtime.kpi_problem = report, None
         except Exception as error:  # no raw history here: the KPIs say so, scores still work
             runtime.kpi_problem = f"the KPIs could not be computed from the raw history: {error}"

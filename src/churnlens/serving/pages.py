@@ -25,11 +25,11 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.middleware.sessions import SessionMiddleware
 
-from churnlens.features.kpis import DEFINITIONS, health_tiers
+from churnlens.features.kpis import DEFINITIONS
 from churnlens.features.registry import PILLARS_ORDER, REGISTRY, load_all
 from churnlens.features.store import PART, SNAPSHOTS
 from churnlens.serving.keys import KeyRecord, KeyStore
-from churnlens.serving.score import Rows, score_rows
+from churnlens.serving.score import score_probabilities, score_rows
 from churnlens.serving.state import Runtime, ScoreTable, Served, answers, name_of
 from churnlens.settings import Settings
 
@@ -140,8 +140,7 @@ def account_history(settings: Settings, served: Served, account_id: str) -> pd.D
         return frame
     frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
     frame = frame.sort_values("as_of").tail(HISTORY_SNAPSHOTS).reset_index(drop=True)
-    scored = score_rows(served.bundle, Rows.of(served.bundle, frame), settings,
-                        served.playbooks)
+    scored = score_probabilities(served.bundle, frame, settings)  # numbers, no sentences
     frame["churn_probability"] = scored["churn_probability"].to_numpy()
     frame["health_score"] = scored["health_score"].to_numpy()
     return frame
@@ -233,15 +232,14 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
             return admitted
         user, served = admitted
         table = served.ranking
-        names = table["account_id"].map(served.directory["name"])
-        owners = table["account_id"].map(served.directory["csm"])
         chosen = pd.Series(True, index=table.index)
         for column, value in (("tier", tier), ("segment", segment), ("playbook", playbook)):
             if value and column in table:
                 chosen &= table[column] == value
         if csm:
-            chosen &= owners == csm
+            chosen &= table["account_id"].map(served.directory["csm"]) == csm
         if q:
+            names = table["account_id"].map(served.directory["name"])
             needle = q.strip().lower()
             chosen &= (names.fillna("").str.lower().str.contains(needle, regex=False)
                        | table["account_id"].str.lower().str.contains(needle, regex=False))
@@ -372,9 +370,7 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
                  (settings.layout.reports / "runs" / run_id / name).is_file()]
         return page(request, "model.html", user=user, served=served, bundle=bundle,
                     metrics=bundle.metrics, drift=drift, drifted=set(served.drift.drifted),
-                    plots=plots, trained_at=bundle.manifest.get("trained_at"),
-                    tiers=health_tiers(settings.layout.scores),
-                    split=json.dumps(bundle.manifest.get("split", {})))
+                    plots=plots, trained_at=bundle.manifest.get("trained_at"))
 
     @app.get("/model/plots/{name}", include_in_schema=False)
     def model_plot(request: Request, name: str) -> Response:

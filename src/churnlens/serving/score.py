@@ -123,25 +123,33 @@ def _score_in_processes(bundle: Bundle, chunks: list[pd.DataFrame], settings: Se
         return list(pool.map(_score_in_worker, chunks))
 
 
+def _headline(bundle: Bundle, settings: Settings, meta: dict[str, Any],
+              churn: np.ndarray, expansion: np.ndarray) -> dict[str, Any]:
+    """The columns every score table starts with, explained or not."""
+    average = float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
+    return {
+        "account_id": np.asarray(meta["account_id"]).astype(str),
+        "as_of": np.asarray(meta["as_of"]),
+        "churn_probability": churn,
+        "expansion_probability": expansion,
+        "tier": explain.tier(churn, settings.tier_high, settings.tier_medium),
+        "health_score": explain.health_score(churn, average),
+        "segment": touch_segment(pd.Series(meta["mrr"]), settings.high_touch_arr,
+                                 settings.mid_touch_arr).to_numpy()
+        if "mrr" in meta else np.full(len(churn), "unknown"),
+    }
+
+
 def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
                         ) -> pd.DataFrame:
     """The score table without explanations: probabilities, tier, health score and segment.
     No SHAP, so no drivers, failing pillar or playbook; for when only the numbers are needed."""
     x = bundle.space.array(frame)
-    churn = bundle.models["churn"].probability(x)
-    average = float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
-    return pd.DataFrame({
-        "account_id": frame["account_id"].astype(str).to_numpy(),
-        "as_of": frame["as_of"].to_numpy(),
-        "churn_probability": churn,
-        "expansion_probability": bundle.models["expansion"].probability(x),
-        "tier": explain.tier(churn, settings.tier_high, settings.tier_medium),
-        "health_score": explain.health_score(churn, average),
-        "segment": touch_segment(frame["mrr"], settings.high_touch_arr,
-                                 settings.mid_touch_arr).to_numpy()
-        if "mrr" in frame else "unknown",
-        "model_version": bundle.version,
-    })
+    meta = {c: frame[c].to_numpy() for c in META if c in frame}
+    return pd.DataFrame({**_headline(bundle, settings, meta,
+                                     bundle.models["churn"].probability(x),
+                                     bundle.models["expansion"].probability(x)),
+                         "model_version": bundle.version})
 
 
 META = ("account_id", "as_of", "mrr", "days_to_renewal", "tenure_days")
@@ -187,8 +195,8 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings,
     churn = explain.explain(bundle.models["churn"], rows.x)
     expansion = bundle.models["expansion"].probability(rows.x)
     pillars = explain.pillar_points(bundle.space.features, churn.points)
-    average = float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
-    tiers = explain.tier(churn.probability, settings.tier_high, settings.tier_medium)
+    headline = _headline(bundle, settings, rows.meta, churn.probability, expansion)
+    tiers = headline["tier"]
     renewal, tenure = _numbers(rows, "days_to_renewal"), _numbers(rows, "tenure_days")
     plays, reasons, failing, top = [], [], [], []
     chosen = explain.top_features(churn.points)
@@ -204,15 +212,7 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings,
         top.append(explain.drivers(bundle.space.features, rows.values[i], churn.points[i],
                                    chosen[i]))
     columns: dict[str, Any] = {
-        "account_id": rows.meta["account_id"].astype(str),
-        "as_of": rows.meta["as_of"],
-        "churn_probability": churn.probability,
-        "expansion_probability": expansion,
-        "tier": tiers,
-        "health_score": explain.health_score(churn.probability, average),
-        "segment": touch_segment(pd.Series(rows.meta["mrr"]), settings.high_touch_arr,
-                                 settings.mid_touch_arr).to_numpy()
-        if "mrr" in rows.meta else np.full(len(rows), "unknown"),
+        **headline,
         **{f"{pillar}_points": pillars[pillar] for pillar in PILLARS_ORDER},
         "failing_pillar": failing, "playbook": plays, "playbook_reason": reasons,
     }

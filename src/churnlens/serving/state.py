@@ -51,12 +51,6 @@ class ScoreTable:
         self._pillars = [c for c in self.frame.columns
                          if c.endswith("_points") and not c.startswith("driver_")]
 
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    def __contains__(self, account_id: str) -> bool:
-        return account_id in self.position
-
     def answer_at(self, row: int) -> dict[str, Any]:
         column = self._columns
         failing = column["failing_pillar"][row]
@@ -118,15 +112,24 @@ def _ranking_of(table: pd.DataFrame) -> pd.DataFrame:
     return table[columns].set_index("account_id", drop=False)
 
 
+def stored_table(settings: Settings, bundle: Bundle, as_of: date) -> pd.DataFrame | None:
+    """The explained score table written for this model and snapshot, if there is one."""
+    path = settings.layout.scores / f"{as_of.isoformat()}.parquet"
+    if not path.is_file():
+        return None
+    scores = pd.read_parquet(path)
+    if set(scores["model_version"]) != {bundle.version} or "drivers_json" not in scores:
+        return None
+    return scores
+
+
 def load_served(settings: Settings) -> Served:
     """Champion, latest snapshot and, when it matches them, the score table."""
     bundle = champion(settings)
     snapshot, as_of = latest_snapshot(settings)
     playbooks = load_playbooks(settings.playbooks)
-    path = settings.layout.scores / f"{as_of.isoformat()}.parquet"
-    scores = pd.read_parquet(path) if path.is_file() else None
-    if scores is not None and set(scores["model_version"]) == {bundle.version} \
-            and "drivers_json" in scores:
+    scores = stored_table(settings, bundle, as_of)
+    if scores is not None:
         ranking, table, source = _ranking_of(scores), ScoreTable(scores), "score table"
     else:  # probabilities without explanations: fast enough to rank any portfolio at start
         ranking = sort_riskiest(score_probabilities(bundle, snapshot, settings)).set_index(
@@ -157,8 +160,13 @@ def name_of(served: Served, account_id: str) -> str:
 
 
 def build_table(served: Served, settings: Settings) -> Served:
-    """Explain every account, write the score table, and return the state that answers from
-    it (same bundle and snapshot)."""
+    """The state that answers from the score table of ``served``'s model and snapshot: the
+    one already written (by another worker, say), or one explained and written now."""
+    scores = stored_table(settings, served.bundle, served.as_of)
+    if scores is not None:
+        return dataclasses.replace(served, ranking=_ranking_of(scores),
+                                   table=ScoreTable(scores), table_source="score table",
+                                   encoded={})
     scores = score_frame(served.bundle, served.snapshot.reset_index(drop=True), settings,
                          served.playbooks)
     scores["drift_flag"] = served.drift.flag
@@ -174,7 +182,7 @@ def answers(served: Served, account_ids: list[str], settings: Settings) -> list[
         return [served.table.answer(a) for a in account_ids]
     rows = served.rows.take([served.position[a] for a in account_ids])
     scored = ScoreTable(score_rows(served.bundle, rows, settings, served.playbooks))
-    return [scored.answer_at(i) for i in range(len(scored))]
+    return [scored.answer_at(i) for i in range(len(account_ids))]
 
 
 def encoded_answer(served: Served, account_id: str, settings: Settings) -> bytes:
