@@ -39,8 +39,9 @@ def run_churnlens(data: Path, memory_limit: str | None,
     """Validation plus the whole registry (or only ``only``), as `churnlens features` runs."""
     from dataclasses import replace
 
+    from churnlens.engines import duckdb_backend
     from churnlens.features.snapshots import SnapshotSpec, plan, snapshot_table
-    from churnlens.raw.loader import duckdb_backend, open_source
+    from churnlens.raw.loader import open_source
     from churnlens.raw.mapping import Mapping
     from churnlens.raw.validation import validate_history
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from churnlens.engines import EngineError
 from churnlens.raw.loader import SourceError
 from churnlens.raw.mapping import MappingError
 from churnlens.raw.validation import ContractError, ValidationFailed, ValidationReport
@@ -145,7 +146,7 @@ def load_or_exit(settings: Settings, required: tuple[str, ...] | None = None):  
         errors.print(f"[red]Strict mode refused the load:[/] {len(refused.report.issues)} "
                      f"problem(s). Report: {report_path(settings)}")
         raise typer.Exit(1) from None
-    except (ContractError, SourceError, MappingError) as error:
+    except (ContractError, SourceError, MappingError, EngineError) as error:
         errors.print(f"[red]Cannot load the history:[/] {error}")
         raise typer.Exit(2) from None
     return history
@@ -231,7 +232,9 @@ def features(
     mapping: Annotated[Path | None, typer.Option(help="YAML mapping onto the contract.")] = None,
     strict: Annotated[bool, typer.Option("--strict/--lenient",
                                          help="Validation mode for the raw history.")] = False,
-    backend: Annotated[str | None, typer.Option(help="Execution engine (duckdb).")] = None,
+    backend: Annotated[str | None, typer.Option(
+        help="Engine: duckdb, spark (settings spark_master, spark_conf) or postgres (with "
+        "--data postgresql://...).")] = None,
     grid: Annotated[str | None, typer.Option(help="Snapshot calendar: monthly or weekly.")] =
         None,
     horizon_days: Annotated[int | None, typer.Option(help="Label window in days.")] = None,
@@ -261,7 +264,7 @@ def features(
         history = load_or_exit(settings, required=required)
     spec = snapshot_spec(settings)
     root = settings.layout.features
-    with console.status("Building snapshots in DuckDB..."):
+    with console.status(f"Building snapshots on {history.backend.name}..."):
         try:
             run = build_features(history, spec, root, full=full)
         except ValueError as error:

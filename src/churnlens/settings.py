@@ -94,9 +94,24 @@ class Settings(BaseSettings):
     reload_poll_seconds: float = Field(
         5.0, ge=0, description="How often the server checks HOME/models/CHAMPION for a new "
         "champion to swap in (0: only on POST /v1/admin/reload).")
+    whatif_rate_per_minute: int = Field(
+        120, ge=0, description="Live what-if answers each API key may ask for per minute, in "
+        "bursts of up to that many, in each server worker; beyond it the server answers 429 "
+        "with Retry-After (0: unlimited).")
 
     # execution
-    backend: Literal["duckdb"] = "duckdb"
+    backend: Literal["duckdb", "spark", "postgres"] = Field(
+        "duckdb", description="Engine that validates the history and builds features (and, for "
+        "`score`, scores): embedded DuckDB; Spark (local or any master, reading the raw folder "
+        "or paths Spark can read such as hdfs:// or s3a://); or PostgreSQL, reading the tables "
+        "at the `data` URL (postgresql://user:password@host:port/database). A database URL in "
+        "`data` picks its engine by itself.")
+    spark_master: str = Field(
+        "local[*]", description="Spark master URL: local[N], spark://host:7077, yarn, "
+        "k8s://...")
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict, description="Extra Spark settings, e.g. {'spark.executor.memory': "
+        "'8g'}; they win over churnlens' own defaults.")
     duckdb_memory_limit: str | None = Field(
         None, description="e.g. '4GB'; DuckDB spills beyond it.")
     threads: int | None = Field(None, description="Engine threads; default all cores.")

@@ -42,8 +42,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from churnlens.engines import duckdb_backend
 from churnlens.features.snapshots import SnapshotSpec, plan, snapshot_table
-from churnlens.raw.loader import duckdb_backend, open_source
+from churnlens.raw.loader import open_source
 from churnlens.raw.mapping import Mapping
 from churnlens.raw.validation import History, validate_history
 from conftest import write_tables

@@ -141,7 +141,8 @@ def onboarding_kpis(accounts: ir.Table, events: ir.Table, months: Months,
     first = keyed.group_by("account_id").aggregate(first_value=keyed.event_ts.min())
     new = _in_months(accounts, "created_at", months)
     reached = new.join(first, "account_id").mutate(month=_month_of(new.created_at))
-    days = (reached.first_value.epoch_seconds() - reached.created_at.epoch_seconds()) / 86400.0
+    seconds = reached.first_value.epoch_seconds() - reached.created_at.epoch_seconds()
+    days = seconds.cast("float64") / 86400.0
     return reached.group_by("month").aggregate(median_ttfv_days=days.median(),
                                                ttfv_accounts=reached.count())
 

@@ -70,17 +70,23 @@ MAX_BUCKET_DAYS = 63
 
 @ibis.udf.agg.builtin(signature=((dt.int64,), dt.int64))
 def bit_or(mask):  # type: ignore[no-untyped-def]
-    """Bitwise OR of a column (DuckDB and Spark SQL both call it bit_or)."""
-
-
-@ibis.udf.scalar.builtin(name="bit_count", signature=((dt.int64,), dt.int8))
-def _bit_count(mask):  # type: ignore[no-untyped-def]
-    """Set bits of an integer (DuckDB and Spark SQL both call it bit_count)."""
+    """Bitwise OR of a column (DuckDB, Spark SQL and PostgreSQL all call it bit_or)."""
 
 
 def bit_count(mask: ir.IntegerValue) -> ir.IntegerValue:
-    """Set bits of ``mask`` as a 64-bit integer (the engines return a tiny int)."""
-    return _bit_count(mask).cast("int64")
+    """Set bits of a non-negative 64-bit ``mask``, in plain arithmetic.
+
+    Shifts, ands and adds (the classic SWAR popcount) rather than a ``bit_count`` function:
+    DuckDB and Spark have one for integers, PostgreSQL only for bit strings. Masks hold at
+    most 63 bits, so every step stays non-negative and no engine's shift semantics differ.
+    """
+    x = mask - ((mask >> 1) & 0x5555555555555555)
+    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
+    x = x + (x >> 8)
+    x = x + (x >> 16)
+    x = x + (x >> 32)
+    return (x & 0x7F).cast("int64")
 
 
 @dataclass(frozen=True)
@@ -334,7 +340,9 @@ def tickets_seen(tickets: ir.Table, grid: Grid) -> ir.Table:
                         t.created_day >= g.as_of_day - TICKET_LOOKBACK_DAYS])
     as_of_ts = joined.as_of.cast("timestamp(6)")
     resolved_known = joined.resolved_at.notnull() & (joined.resolved_at < as_of_ts)
-    hours = (joined.resolved_at.epoch_seconds() - joined.created_at.epoch_seconds()) / 3600.0
+    # float before dividing: Spark reads 3600.0 as a decimal and would round to 6 places
+    seconds = joined.resolved_at.epoch_seconds() - joined.created_at.epoch_seconds()
+    hours = seconds.cast("float64") / 3600.0
     return joined.select(
         "account_id", "as_of", "ticket_id", "category",
         age=joined.as_of_day - joined.created_day,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ibis
 import ibis.expr.types as ir
 
 from churnlens.features.expressions import ratio
@@ -47,7 +48,9 @@ def open_tickets(tickets: ir.Table) -> ir.Value:
          sentence="Median resolution time of {value} hours over the last 90 days")
 def median_resolution_hours_90d(tickets: ir.Table) -> ir.Value:
     """Median hours to resolve the tickets of the last 90 days that were resolved by as_of."""
-    return tickets.resolution_hours.median(where=tickets.age <= 90)
+    # the window as a null-out, not median(where=): Spark's percentile refuses a filtered one
+    recent = ibis.ifelse(tickets.age <= 90, tickets.resolution_hours, ibis.null("float64"))
+    return recent.median()
 
 
 @feature(pillar="support", unit="CSAT (1-5)", window_days=90, higher_is_riskier=False,

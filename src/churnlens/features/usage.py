@@ -48,7 +48,7 @@ def active_users_prev_90d(usage: ir.Table) -> ir.Value:
          sentence="Stickiness (DAU/MAU) of {value} over the last 30 days")
 def dau_mau_30d(usage: ir.Table) -> ir.Value:
     """Average daily active users over 30 days divided by the 30-day active users."""
-    return _ratio(usage.days_30.sum() / 30.0, usage.active_30.sum())
+    return _ratio(usage.days_30.sum().cast("float64") / 30.0, usage.active_30.sum())
 
 
 @feature(pillar="adoption", unit="events", window_days=30, higher_is_riskier=False, fill=0,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from churnlens.raw.loader import duckdb_backend, open_source
+from churnlens.engines import open_engine
+from churnlens.raw.loader import open_source
 from churnlens.raw.mapping import load_mapping
 from churnlens.raw.validation import History, ValidationFailed, validate_history
 from churnlens.settings import Settings
@@ -31,7 +32,7 @@ def load_history(settings: Settings, required: tuple[str, ...] | None = None) ->
     """
     home = settings.layout
     data = settings.data or str(home.raw)
-    backend = duckdb_backend(home.scratch, settings.duckdb_memory_limit, settings.threads)
+    _, backend = open_engine(settings)
     source = open_source(data, load_mapping(settings.mapping), backend=backend,
                          required=required)
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import ibis
 import ibis.expr.types as ir
 
+from churnlens.engines import duckdb_backend
 from churnlens.raw.contract import CONTRACT
 from churnlens.raw.mapping import Mapping, apply_mapping
 
@@ -33,22 +34,6 @@ class RawSource:
     """Where each table was read from, for messages."""
 
 
-def duckdb_backend(scratch: Path | None = None, memory_limit: str | None = None,
-                   threads: int | None = None) -> ibis.BaseBackend:
-    """An embedded DuckDB that works in UTC and spills to ``scratch`` when memory runs out."""
-    config: dict[str, object] = {}
-    if memory_limit:
-        config["memory_limit"] = memory_limit
-    if threads:
-        config["threads"] = threads
-    con = ibis.duckdb.connect(**config)
-    con.raw_sql("SET TimeZone = 'UTC'")
-    if scratch is not None:
-        scratch.mkdir(parents=True, exist_ok=True)
-        con.raw_sql(f"SET temp_directory = '{scratch.as_posix()}'")
-    return con
-
-
 def is_url(data: str) -> bool:
     return "://" in data
 
@@ -61,8 +46,11 @@ def open_source(data: str | Path, mapping: Mapping, backend: ibis.BaseBackend | 
     absent are simply not in the result, and validation reports them as absent.
     """
     required = required or tuple(name for name, t in CONTRACT.items() if not t.optional)
-    if isinstance(data, str) and is_url(data):
-        con = ibis.connect(data)
+    if backend is not None and backend.name == "pyspark":
+        con = backend
+        found = _spark_tables(con, str(data), mapping)
+    elif isinstance(data, str) and is_url(data):
+        con = backend or ibis.connect(data)
         found = _database_tables(con, mapping)
     else:
         folder = Path(data)
@@ -106,6 +94,47 @@ def _folder_tables(con: ibis.BaseBackend, folder: Path, mapping: Mapping
             raise SourceError(f"{name}: cannot read {', '.join(files)}: {error}") from error
         found[name] = (table, _describe(files, folder))
     return found
+
+
+def _spark_tables(con: ibis.BaseBackend, data: str, mapping: Mapping
+                  ) -> dict[str, tuple[ir.Table, str]]:
+    """The tables under ``data`` read by Spark: a local folder laid out as for DuckDB, or a
+    path only the cluster can list (hdfs://, s3a://) holding ``name/`` or ``name.parquet``."""
+    if not is_url(data):
+        folder = Path(data)
+        if not folder.is_dir():
+            raise SourceError(f"raw history folder {folder} does not exist")
+        found = {}
+        for name in CONTRACT:
+            files, kind = _table_files(folder, mapping.source_name(name))
+            if files:
+                # a folder of parts is read as the folder: Spark lists and merges it
+                path = str(Path(files[0]).parent) if len(files) > 1 else files[0]
+                found[name] = (_spark_read(con, name, path, kind), _describe(files, folder))
+        return found
+    found = {}
+    for name in CONTRACT:
+        source = mapping.source_name(name)
+        for path, kind in ((f"{data}/{source}.parquet", "parquet"), (f"{data}/{source}", "parquet"),
+                           (f"{data}/{source}.csv", "csv")):
+            try:
+                found[name] = (_spark_read(con, name, path, kind), path)
+                break
+            except SourceError:
+                continue
+    return found
+
+
+def _spark_read(con: ibis.BaseBackend, name: str, path: str, kind: str) -> ir.Table:
+    try:
+        if kind == "parquet":
+            return con.read_parquet(path, table_name=f"raw_{name}",  # type: ignore[attr-defined]
+                                    mergeSchema=True)
+        # every CSV column as text, as with DuckDB: validation types them and counts failures
+        return con.read_csv(path, table_name=f"raw_{name}",  # type: ignore[attr-defined]
+                            header=True, inferSchema=False)
+    except Exception as error:  # Spark's own message says what is wrong with the path
+        raise SourceError(f"{name}: cannot read {path}: {error}") from error
 
 
 def _describe(files: list[str], folder: Path) -> str:

@@ -358,8 +358,7 @@ def _clean(backend: ibis.BaseBackend, flagged: ir.Table, contract: TableContract
     clean = flagged.filter(flagged._reason.isnull()).select(*contract.column_names)
     if not materialize:
         return clean
-    return backend.create_table(f"clean_{contract.name}", clean, temp=True,  # type: ignore[attr-defined]
-                                overwrite=True)
+    return clean.cache()  # a temporary table in DuckDB and Postgres, a persisted frame in Spark
 
 
 def _write_quarantine(flagged: ir.Table, table: str, bad_rows: int, folder: Path) -> str | None:
@@ -382,17 +381,21 @@ def _write_quarantine(flagged: ir.Table, table: str, bad_rows: int, folder: Path
 _PANDERA_DTYPES = {"string": str, "int64": int, "float64": float}
 
 
-def pandera_schema(contract: TableContract, values: bool = True) -> pa.DataFrameSchema:
+def pandera_schema(contract: TableContract, values: bool = True,
+                   timestamp: ibis.expr.datatypes.DataType | None = None) -> pa.DataFrameSchema:
     """The contract as a pandera schema, for the clean side of the validation.
 
     ``values=False`` keeps only column names and types, which pandera checks from the schema
     alone without reading a row: the guard for tables too large to scan once more.
+    ``timestamp`` is the engine's own timestamp type where it stores no precision (Spark).
     """
     columns = {}
     for spec in contract.columns:
+        dtype = _PANDERA_DTYPES.get(spec.dtype) or (
+            timestamp if timestamp is not None and spec.dtype == "timestamp"
+            else engine_dtype(spec))
         if not values:
-            columns[spec.name] = pa.Column(_PANDERA_DTYPES.get(spec.dtype) or engine_dtype(spec),
-                                           nullable=True)
+            columns[spec.name] = pa.Column(dtype, nullable=True)
             continue
         checks = []
         if spec.min_value is not None:
@@ -401,16 +404,24 @@ def pandera_schema(contract: TableContract, values: bool = True) -> pa.DataFrame
             checks.append(pa.Check.le(spec.max_value))
         if spec.allowed:
             checks.append(pa.Check.isin(list(spec.allowed)))
-        dtype = _PANDERA_DTYPES.get(spec.dtype) or engine_dtype(spec)
         columns[spec.name] = pa.Column(dtype, checks=checks, nullable=spec.nullable)
     return pa.DataFrameSchema(columns, name=contract.name, strict=True)
 
 
 def _assert_contract(contract: TableContract, clean: ir.Table) -> None:
     try:
-        schema = pandera_schema(contract, values=contract.name not in STREAMED_TABLES)
+        schema = pandera_schema(contract, values=contract.name not in STREAMED_TABLES,
+                                timestamp=_engine_timestamp(clean))
         schema.validate(clean, lazy=True)
     except (SchemaError, SchemaErrors) as error:  # pragma: no cover - a bug in this module
         raise AssertionError(
             f"{contract.name}: rows that passed validation still break the contract: {error}"
         ) from error
+
+
+def _engine_timestamp(clean: ir.Table) -> ibis.expr.datatypes.DataType | None:
+    """Spark's timestamps carry no precision; DuckDB's and Postgres' carry microseconds."""
+    for dtype in clean.schema().values():
+        if dtype.is_timestamp() and dtype.scale is None:
+            return dtype
+    return None
