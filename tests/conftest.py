@@ -35,16 +35,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(home: Path, poll_seconds: float = 1.0, ready: tuple[int, ...] = (200,)
+def serve(home: Path, poll_seconds: float = 1.0, ready: tuple[int, ...] = (200,), *,
+          env: dict[str, str] | None = None, log_level: str | None = None
           ) -> tuple[subprocess.Popen[str], str]:
-    """Start `churnlens serve` on a free local port; return once /readyz answers ``ready``."""
+    """Start `churnlens serve` on a free local port; return once /readyz answers ``ready``.
+
+    ``env`` adds settings (``CHURNLENS_*``); with ``log_level`` the app runs under uvicorn's
+    own command line at that level instead, access log included, as a deployment may run it.
+    """
     import httpx
 
     port = free_port()
-    env = {**os.environ, "CHURNLENS_HOME": str(home),
-           "CHURNLENS_RELOAD_POLL_SECONDS": str(poll_seconds)}
-    process = subprocess.Popen([sys.executable, "-m", "churnlens.cli", "serve", "--port",
-                                str(port)], env=env, stdout=subprocess.PIPE,
+    full_env = {**os.environ, "CHURNLENS_HOME": str(home),
+                "CHURNLENS_RELOAD_POLL_SECONDS": str(poll_seconds), **(env or {})}
+    command = ([sys.executable, "-m", "churnlens.cli", "serve", "--port", str(port)]
+               if log_level is None else
+               [sys.executable, "-m", "uvicorn", "churnlens.serving.main:app", "--factory",
+                "--port", str(port), "--log-level", log_level])
+    process = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -10,6 +10,7 @@ are explained live. Every caller mistake is a 4xx whose ``detail`` says what is 
 import fcntl
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -37,6 +38,14 @@ from churnlens.features.kpis import (
     read_report,
 )
 from churnlens.raw.history import load_history
+from churnlens.serving.guards import (
+    MAX_WHAT_IF,
+    BodyLimit,
+    KeyGate,
+    RateLimiter,
+    active_key,
+    redact_keys_in_logs,
+)
 from churnlens.serving.keys import KeyRecord, KeyStore, Scope
 from churnlens.serving.pages import register_pages
 from churnlens.serving.score import score_rows
@@ -53,7 +62,16 @@ from churnlens.settings import Settings
 from churnlens.training.bundle import BundleError
 
 MAX_BATCH = 1000
+SHOWN_ID = 80
+"""Characters of a caller's account id repeated in an error message."""
 logger = logging.getLogger("churnlens.serving")
+
+
+class Problem(BaseModel):
+    """Every refusal: what is wrong, in words, and what to do."""
+
+    detail: str = Field(examples=["unknown account 'acc_x': it is not a customer in the "
+                                  "snapshot of 2026-01-01"])
 
 
 class Driver(BaseModel):
@@ -111,7 +129,28 @@ class WhatIfRequest(BaseModel):
     account_id: str = Field(examples=["acc_000042"])
     features: dict[str, float | str | None] = Field(
         examples=[{"seat_utilisation_30d": 0.8}],
-        description="Feature values to use instead of the account's latest snapshot.")
+        description="Feature values to use instead of the account's latest snapshot: finite "
+        "numbers within ±1e12 (null: unknown), or one of a category's levels.")
+
+
+class ReloadAnswer(BaseModel):
+    model_version: str
+    as_of: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    problem: str | None = Field(None, description="Why nothing is served yet (not ready).")
+    model_version: str | None = None
+    as_of: str | None = None
+    accounts: int | None = None
+    score_table: str | None = Field(None, description="`score table`, `building` or "
+                                    "`built by the server`.")
+    drift: dict[str, Any] | None = None
 
 
 class KpiAnswer(BaseModel):
@@ -181,20 +220,50 @@ SECURITY_SCHEMES = {
 }
 
 
+REFUSALS = {
+    400: "The body is not JSON this API can read (malformed, or nested too deeply).",
+    401: "No key, or an unknown or revoked one.",
+    404: "The account is not a customer in the served snapshot.",
+    409: "There is no champion or snapshot to load.",
+    413: "The body is over 1 MiB, or the batch over 1,000 account ids.",
+    422: "A parameter or body field is invalid; `detail` names it and says why.",
+    429: "This key's what-if budget for the minute is spent; retry after `Retry-After` "
+         "seconds.",
+    503: "No model is served yet, or what was asked for is still being computed; "
+         "`Retry-After` says when to try again.",
+}
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI lines of the refusals a route may answer, each a :class:`Problem`."""
+    return {status: {"model": Problem, "description": REFUSALS[status]} for status in statuses}
+
+
 def secured(scope: Scope) -> dict[str, Any]:
     """The OpenAPI lines of a route that needs a key of ``scope``."""
-    return {"security": [{"bearerKey": []}, {"headerKey": []}],
-            "responses": {"401": {"description": "No key, or an unknown or revoked one."},
-                          "403": {"description": f"The key's scope is below `{scope}`, which "
-                                                 "this endpoint needs."}}}
+    return {"security": [{"bearerKey": []}, {"headerKey": []}]}
+
+
+def key_refusals(scope: Scope) -> dict[int | str, dict[str, Any]]:
+    return {**refusals(401), 403: {"model": Problem, "description": "The key's scope is "
+                                   f"below `{scope}`, which this endpoint needs."}}
 
 
 def _json(content: Any) -> Response:
     return Response(json.dumps(content), media_type="application/json")
 
 
+def shown(account_id: str) -> str:
+    """A caller's account id as an error message repeats it: quoted, and cut if long."""
+    if len(account_id) <= SHOWN_ID:
+        return repr(account_id)
+    return f"{account_id[:SHOWN_ID]!r}... ({len(account_id):,} characters)"
+
+
 def create_app(settings: Settings) -> FastAPI:
+    redact_keys_in_logs()
     keys = KeyStore(settings.layout.root / "api_keys.json")
+    what_if_budget = RateLimiter(settings.whatif_rate_per_minute)
     metrics = _Metrics()
     runtime = Runtime()
     reload_lock = threading.Lock()
@@ -294,6 +363,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="churnlens", version="1", lifespan=lifespan,
                   description="Explained churn and expansion risk for every account.")
+    app.add_middleware(BodyLimit)
+    app.add_middleware(KeyGate, keys=keys)  # outside BodyLimit: no key, no body read
     app.add_middleware(_Measure, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
@@ -312,22 +383,10 @@ def create_app(settings: Settings) -> FastAPI:
     def authorize(request: Request, needed: Scope) -> KeyRecord:
         """The caller's key record, or a 401/403 saying what is wrong. Called by each route
         rather than declared as a dependency: FastAPI's dependency solving costs more than
-        answering a cached account does."""
-        key = request.headers.get("x-api-key")
-        authorization = request.headers.get("authorization")
-        if authorization:
-            scheme, _, value = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                raise HTTPException(401, "send the key as 'Authorization: Bearer <key>'",
-                                    headers={"WWW-Authenticate": "Bearer"})
-            key = value.strip()
-        if not key:
-            raise HTTPException(401, "an API key is required (Authorization: Bearer <key> "
-                                "or X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
-        record = keys.find(key)
-        if record is None:
-            raise HTTPException(401, "unknown or revoked API key",
-                                headers={"WWW-Authenticate": "Bearer"})
+        answering a cached account does. ``KeyGate`` has already refused requests without an
+        active key, before their body was read."""
+        record = active_key(keys, request.headers.get("x-api-key"),
+                            request.headers.get("authorization"))
         if not record.allows(needed):
             raise HTTPException(403, f"this key has scope '{record.scope}'; this endpoint "
                                 f"needs '{needed}'")
@@ -343,14 +402,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
 
     def unknown(state: Served, account_id: str) -> HTTPException:
-        return HTTPException(404, f"unknown account {account_id!r}: it is not a customer in "
-                             f"the snapshot of {state.as_of}")
+        return HTTPException(404, f"unknown account {shown(account_id)}: it is not a customer "
+                             f"in the snapshot of {state.as_of}")
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], response_model=Health)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], response_model=Readiness, responses={
+        503: {"model": Readiness, "description": "Nothing is served yet; `problem` says why."}})
     async def readyz() -> JSONResponse:
         state = runtime.served
         if state is None:
@@ -362,7 +422,9 @@ def create_app(settings: Settings) -> FastAPI:
                              "drift": {"flag": state.drift.flag,
                                        "drifted_features": state.drift.drifted}})
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=Response, responses={
+        200: {"description": "Prometheus text exposition.",
+              "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -370,7 +432,8 @@ def create_app(settings: Settings) -> FastAPI:
     # once); ``response_model`` still documents them in the OpenAPI schema.
 
     @app.get("/v1/accounts/{account_id}/risk", response_model=RiskAnswer, tags=["risk"],
-             openapi_extra=secured("read"))
+             openapi_extra=secured("read"),
+             responses={**key_refusals("read"), **refusals(404, 422, 503)})
     async def account_risk(account_id: str, request: Request) -> Response:
         """Churn and expansion risk of one account, explained, with its playbook."""
         authorize(request, "read")
@@ -381,7 +444,8 @@ def create_app(settings: Settings) -> FastAPI:
                         media_type="application/json")
 
     @app.post("/v1/risk", response_model=BatchAnswer, tags=["risk"],
-              openapi_extra=secured("read"))
+              openapi_extra=secured("read"),
+              responses={**key_refusals("read"), **refusals(400, 413, 422, 503)})
     def batch_risk(body: BatchRequest, request: Request) -> Response:
         """Up to 1,000 accounts at once; unknown ids are listed, not fatal."""
         authorize(request, "read")
@@ -397,10 +461,16 @@ def create_app(settings: Settings) -> FastAPI:
                       "not_found": [a for a in body.account_ids if not state.knows(a)]})
 
     @app.post("/v1/what-if", response_model=RiskAnswer, tags=["risk"],
-              openapi_extra=secured("whatif"))
+              openapi_extra=secured("whatif"),
+              responses={**key_refusals("whatif"), **refusals(400, 404, 413, 422, 429, 503)})
     def what_if(body: WhatIfRequest, request: Request) -> Response:
-        """The same answer for changed feature values, explained live."""
-        authorize(request, "whatif")
+        """The same answer for changed feature values, explained live. Each key may ask for
+        a limited number a minute (setting ``whatif_rate_per_minute``)."""
+        record = authorize(request, "whatif")
+        wait = what_if_budget.wait_for(record.id)
+        if wait > 0:
+            detail, headers = what_if_budget.refusal(wait)
+            raise HTTPException(429, detail, headers=headers)
         state = served()
         if not state.knows(body.account_id):
             raise unknown(state, body.account_id)
@@ -420,6 +490,12 @@ def create_app(settings: Settings) -> FastAPI:
             else:
                 if isinstance(value, str):
                     raise HTTPException(422, f"{name} is a number, not {value!r}")
+                if value is not None and not math.isfinite(value):
+                    raise HTTPException(422, f"{name} must be a finite number, not {value}; "
+                                        "send null for an unknown value")
+                if value is not None and abs(value) > MAX_WHAT_IF:
+                    raise HTTPException(422, f"{name} must be between {-MAX_WHAT_IF:g} and "
+                                        f"{MAX_WHAT_IF:g}, not {value:g}")
                 shown = None if value is None else float(value)
                 rows.x[0, column] = float("nan") if value is None else float(value)
             rows.values[0, column] = shown
@@ -430,7 +506,8 @@ def create_app(settings: Settings) -> FastAPI:
         return _json(ScoreTable(scored).answer_at(0))
 
     @app.get("/v1/accounts", response_model=Portfolio, tags=["portfolio"],
-             openapi_extra=secured("read"))
+             openapi_extra=secured("read"), responses={**key_refusals("read"),
+                                                       **refusals(422, 503)})
     def portfolio(request: Request, tier: str | None = None, segment: str | None = None,
                   playbook: str | None = None, csm: str | None = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -451,15 +528,17 @@ def create_app(settings: Settings) -> FastAPI:
             table = table[table["account_id"].map(state.directory["csm"]) == csm]
         start = 0
         if cursor is not None:
-            if not cursor.isdigit():
-                raise HTTPException(422, f"cursor {cursor!r} is not one this API gave out")
-            start = int(cursor)
+            if not (cursor.isascii() and cursor.isdigit()):
+                raise HTTPException(422, f"cursor {shown(cursor)} is not one this API gave out")
+            start = min(int(cursor), len(table))
         page = table.iloc[start:start + limit]
         following = start + limit
         return _json({"accounts": answers(state, list(page["account_id"]), settings),
                       "next_cursor": str(following) if following < len(table) else None})
 
-    @app.post("/v1/admin/reload", tags=["operations"], openapi_extra=secured("admin"))
+    @app.post("/v1/admin/reload", tags=["operations"], response_model=ReloadAnswer,
+              openapi_extra=secured("admin"), responses={**key_refusals("admin"),
+                                                         **refusals(409)})
     def reload(request: Request) -> dict[str, str]:
         """Load the current champion and snapshot, then swap them in atomically."""
         authorize(request, "admin")
@@ -471,7 +550,8 @@ def create_app(settings: Settings) -> FastAPI:
         return {"model_version": state.version, "as_of": state.as_of.isoformat()}
 
     @app.get("/v1/kpis", response_model=KpiAnswer, tags=["portfolio"],
-             openapi_extra=secured("read"))
+             openapi_extra=secured("read"), responses={**key_refusals("read"),
+                                                       **refusals(422, 503)})
     def portfolio_kpis(request: Request, since: Annotated[str | None, Query(
             alias="from", description="First month, YYYY-MM.")] = None,
             until: Annotated[str | None, Query(alias="to", description="Last month, "
@@ -491,6 +571,6 @@ def create_app(settings: Settings) -> FastAPI:
                   and (last is None or m["month"] <= last.isoformat())]
         return {"definitions": runtime.kpis["definitions"], "months": months}
 
-    register_pages(app, settings, keys, runtime)
+    register_pages(app, settings, keys, runtime, what_if_budget)
 
     return app

@@ -28,6 +28,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from churnlens.features.kpis import DEFINITIONS
 from churnlens.features.registry import PILLARS_ORDER, REGISTRY, load_all
 from churnlens.features.store import PART, SNAPSHOTS
+from churnlens.serving.guards import MAX_WHAT_IF, RateLimiter
 from churnlens.serving.keys import KeyRecord, KeyStore
 from churnlens.serving.score import score_probabilities, score_rows
 from churnlens.serving.state import Runtime, ScoreTable, Served, answers, name_of
@@ -152,8 +153,11 @@ def _series(frame: pd.DataFrame, column: str) -> list[float | None]:
     return [None if pd.isna(v) else float(v) for v in frame[column]]
 
 
-def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Runtime) -> None:
-    """Add the sign-in, portfolio, account and model pages to ``app``."""
+def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Runtime,
+                   what_if_budget: RateLimiter | None = None) -> None:
+    """Add the sign-in, portfolio, account and model pages to ``app``; the page what-if
+    spends the same per-key budget as the API's."""
+    budget = what_if_budget or RateLimiter(settings.whatif_rate_per_minute)
     load_all()
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.globals.update(fmt=fmt, sparkline=sparkline, pillars=PILLARS_ORDER)
@@ -332,6 +336,13 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
         if not user.allows("whatif"):
             return page(request, "account.html", 403, user=user, served=served,
                         can_what_if=False, **context)
+        wait = budget.wait_for(user.id)
+        if wait > 0:
+            response = page(request, "account.html", 429, user=user, served=served,
+                            can_what_if=True, what_if_errors=[budget.refusal(wait)[0]],
+                            **context)
+            response.headers.update(budget.refusal(wait)[1])
+            return response
         form = await request.form()
         rows = served.rows.take([served.position[account_id]])
         changed, errors = {}, []
@@ -345,6 +356,9 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
                     raise ValueError
             except ValueError:
                 errors.append(f"{field_['label']}: {raw!r} is not a number")
+                continue
+            if abs(value) > MAX_WHAT_IF:
+                errors.append(f"{field_['label']}: {raw!r} is beyond ±{MAX_WHAT_IF:g}")
                 continue
             column = served.bundle.space.features.index(field_["name"])
             rows.x[0, column] = value
