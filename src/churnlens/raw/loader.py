@@ -83,17 +83,48 @@ def _folder_tables(con: ibis.BaseBackend, folder: Path, mapping: Mapping
         files, kind = _table_files(folder, mapping.source_name(name))
         if not files:
             continue
+        empty = [os.path.relpath(f, folder) for f in files if os.path.getsize(f) == 0]
+        if empty:
+            raise SourceError(f"{name}: {', '.join(empty)} is empty (0 bytes); a table needs at "
+                              "least a CSV header line or a Parquet schema")
         try:
             if kind == "parquet":
                 table = con.read_parquet(files, table_name=f"raw_{name}",  # type: ignore[attr-defined]
                                          union_by_name=True)
             else:
                 table = con.read_csv(files, table_name=f"raw_{name}",  # type: ignore[attr-defined]
-                                     all_varchar=True, header=True)
+                                     all_varchar=True, header=True, **CSV_DIALECT)
         except Exception as error:  # the engine's own message says what is wrong with the file
-            raise SourceError(f"{name}: cannot read {', '.join(files)}: {error}") from error
+            raise read_error(name, _describe(files, folder), error, csv=kind == "csv") from error
         found[name] = (table, _describe(files, folder))
     return found
+
+
+CSV_DIALECT = {"delim": ",", "quote": '"', "escape": '"', "strict_mode": True, "skip": 0,
+               "comment": ""}
+"""CSV as RFC 4180 says, stated rather than sniffed. A dialect guessed from the first rows can
+read a stray quote as data, a quoted line break as two rows, or (given one line with a field
+too many) take that line for the header and skip every line above it: rows lost or made up
+without a word. A line that breaks the dialect stops the load instead."""
+
+
+def read_error(table: str, where: str, error: Exception, csv: bool | None = None
+               ) -> SourceError:
+    """A file the engine cannot read, in the engine's own words minus its query text and hints.
+
+    Raised when the file is opened and also when it is first scanned, since engines read a
+    file's body (and find a bad line or a damaged page in it) only when a query needs it.
+    """
+    said = []
+    for line in str(error).splitlines():
+        if not line.strip() or line.startswith(("LINE ", "Possible", "The search space")):
+            break
+        said.append(line.strip()[:200])
+    csv = where.endswith(".csv") if csv is None else csv
+    csv_hint = (" (read as UTF-8, comma-separated, quoted with \"; look for a line with more "
+                "or fewer fields than the header, an unclosed quote or bytes that are not "
+                "UTF-8)") if csv else ""
+    return SourceError(f"{table}: cannot read {where}{csv_hint}: {'; '.join(said) or error}")
 
 
 def _spark_tables(con: ibis.BaseBackend, data: str, mapping: Mapping

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import ibis
 import ibis.expr.types as ir
 import pandera.ibis as pa
+import pyarrow
 from pandera.errors import SchemaError, SchemaErrors
 
 from churnlens.raw.contract import CONTRACT, ColumnSpec, TableContract
-from churnlens.raw.loader import RawSource
+from churnlens.raw.loader import RawSource, read_error
 
 RAW_PREFIX = "__raw_"
 EXAMPLES = 5
@@ -159,11 +163,12 @@ def validate_history(source: RawSource, *, now: datetime, strict: bool = False,
             reports[name] = TableReport(table=name, source=None, absent=True)
             continue
         table_report = TableReport(table=name, source=source.locations.get(name))
-        flagged, rules = _flag_rows(contract, raw, now, clean.get("accounts"), table_report)
-        _count(flagged, rules, table_report, name)
-        checked[name] = (flagged, rules, contract)
-        clean[name] = _clean(source.backend, flagged, contract,
-                             materialize=name not in STREAMED_TABLES)
+        with _reading(source, name):
+            flagged, rules = _flag_rows(contract, raw, now, clean.get("accounts"), table_report)
+            _count(flagged, rules, table_report, name)
+            checked[name] = (flagged, rules, contract)
+            clean[name] = _clean(source.backend, flagged, contract,
+                                 materialize=name not in STREAMED_TABLES)
         reports[name] = table_report
 
     report = ValidationReport(mode="strict" if strict else "lenient", now=now.isoformat(),
@@ -172,15 +177,35 @@ def validate_history(source: RawSource, *, now: datetime, strict: bool = False,
         raise ValidationFailed(report)
     if quarantine_dir is not None:
         for name, (flagged, _, _) in checked.items():
-            reports[name].quarantine_file = _write_quarantine(
-                flagged, name, reports[name].rows_quarantined, quarantine_dir)
+            with _reading(source, name):
+                reports[name].quarantine_file = _write_quarantine(
+                    flagged, name, reports[name].rows_quarantined, quarantine_dir)
     for name, table in clean.items():
         # Small tables are checked value by value; event tables by schema, as a full second
         # scan would cost more than the validation itself. An empty table has nothing to
         # check (and pandera's null check reads an empty table as a failure).
         if reports[name].rows_loaded:
-            _assert_contract(CONTRACT[name], table)
+            with _reading(source, name):
+                _assert_contract(CONTRACT[name], table)
     return History(backend=source.backend, tables=clean, report=report)
+
+
+ENGINE_READ_ERRORS: tuple[type[Exception], ...] = (duckdb.Error, pyarrow.ArrowException)
+"""What the engine raises when a file's body turns out unreadable mid-scan: a CSV line that
+breaks the dialect or is not UTF-8, a damaged Parquet page."""
+
+
+@contextmanager
+def _reading(source: RawSource, table: str) -> Iterator[None]:
+    """Scans of ``table``: an engine error becomes a :class:`SourceError` naming table and file.
+
+    Files are opened lazily, so a bad line deep in a CSV or a damaged Parquet page is found
+    only when validation first reads every row, not when the loader opens the file.
+    """
+    try:
+        yield
+    except ENGINE_READ_ERRORS as error:
+        raise read_error(table, source.locations.get(table, table), error) from error
 
 
 # --------------------------------------------------------------------------- rules
