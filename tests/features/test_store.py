@@ -77,6 +77,21 @@ def test_a_crash_mid_swap_leaves_the_previous_good_output(company: Path, tmp_pat
     assert not list(root.glob(".snapshots.*"))
 
 
+def test_a_crash_mid_build_leaves_the_previous_build_live(company: Path, tmp_path: Path) -> None:
+    root = tmp_path / "features"
+    build_features(_history(company), SnapshotSpec(), root)
+    good, live = _digests(root), (root / store.SNAPSHOTS).resolve()
+    # a build killed after writing some partitions and its link, before the swap
+    half = root / ".snapshots-1-999"
+    (half / "as_of=2023-02-01").mkdir(parents=True)
+    (half / "as_of=2023-02-01" / store.PART).write_bytes(b"PAR1 cut")
+    (root / ".snapshots.link-999").symlink_to(half.name)
+    assert _digests(root) == good and store.read_manifest(root) is not None
+    store.recover(root)
+    assert _digests(root) == good
+    assert [p.name for p in root.glob(".snapshots*")] == [live.name]
+
+
 def test_snapshots_have_one_row_per_account_and_date(company: Path, tmp_path: Path) -> None:
     root = tmp_path / "features"
     build_features(_history(company), SnapshotSpec(), root)

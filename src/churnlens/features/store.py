@@ -3,10 +3,13 @@
 Layout under ``HOME/features``::
 
     snapshots/as_of=2024-03-01/part-0.parquet   one file per snapshot date
-    manifest.json                               what was built, from what, with which settings
+    snapshots/.manifest.json                    what was built, from what, with which settings
+    manifest.json                               a copy of it, for people and older readers
 
-A build writes into a staging folder and swaps it in with renames, so a crash at any point
-leaves the previous good output (or, mid-swap, a ``.previous`` folder the next run restores).
+``snapshots`` is a symbolic link to the build it names (``.snapshots-<build>/``). A build
+writes a new folder, partitions and manifest together, and swaps it in by replacing the link:
+one rename, so a reader or a crash at any point sees the previous build or the new one, whole,
+never a mix and never nothing. Builds the link no longer names are removed by the next build.
 An incremental build reuses the partitions it can (hard links, no copy) and recomputes only new
 dates and dates whose labels were still open.
 """
@@ -17,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
@@ -35,21 +39,48 @@ def partition_dir(root: Path, as_of: date) -> Path:
 
 
 def recover(root: Path) -> None:
-    """Finish or undo a swap that a crash interrupted."""
+    """Remove what crashed or superseded builds left; turn an older layout's folder into a build.
+
+    Before builds were swapped by a link, ``snapshots`` was a folder swapped by two renames, so
+    a crash between them left only ``.snapshots.previous``.
+    """
     current, previous = root / SNAPSHOTS, root / f".{SNAPSHOTS}.previous"
-    if previous.exists() and not current.exists():
+    if previous.is_dir() and not current.exists():
         previous.rename(current)
-    elif previous.exists():
-        shutil.rmtree(previous)
-    for stale in root.glob(f".{SNAPSHOTS}.staging-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    if current.is_dir() and not current.is_symlink():
+        build = root / f".{SNAPSHOTS}-{_build_id()}"
+        current.rename(build)
+        legacy = root / MANIFEST
+        if legacy.is_file() and not (build / f".{MANIFEST}").exists():
+            shutil.copyfile(legacy, build / f".{MANIFEST}")
+        _point(root, build)
+    live = os.readlink(current) if current.is_symlink() else None
+    for stale in [*root.glob(f".{SNAPSHOTS}-*"), *root.glob(f".{SNAPSHOTS}.*")]:
+        if stale.name != live:
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
+def _build_id() -> str:
+    return f"{time.time_ns()}-{os.getpid()}"
+
+
+def _point(root: Path, build: Path) -> None:
+    """Make ``snapshots`` name ``build``, atomically (a new link renamed over the old one)."""
+    link = root / f".{SNAPSHOTS}.link-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    os.symlink(build.name, link)
+    os.replace(link, root / SNAPSHOTS)
 
 
 def read_manifest(root: Path) -> dict[str, Any] | None:
-    path = root / MANIFEST
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    """The manifest of the live build (read through the link, so it matches the partitions)."""
+    for path in (root / SNAPSHOTS / f".{MANIFEST}", root / MANIFEST):
+        if path.is_file():
+            return json.loads(path.read_text())  # type: ignore[no-any-return]
+    return None
 
 
 def fingerprint(settings: dict[str, Any], features: tuple[str, ...]) -> str:
@@ -82,7 +113,7 @@ def write_partitions(root: Path, table: pa.Table, keep: set[date], dates: tuple[
     """Write the new partitions, link the kept ones, swap the result in atomically."""
     root.mkdir(parents=True, exist_ok=True)
     recover(root)
-    staging = root / f".{SNAPSHOTS}.staging-{os.getpid()}"
+    staging = root / f".{SNAPSHOTS}-{_build_id()}"
     staging.mkdir(parents=True)
     entries: list[dict[str, Any]] = []
     as_of_column = table.column("as_of")
@@ -102,16 +133,13 @@ def write_partitions(root: Path, table: pa.Table, keep: set[date], dates: tuple[
             labelled = bool(rows == 0 or pa.compute.all(rows_table.column("labelled")).as_py())
         entries.append({"as_of": as_of.isoformat(), "rows": rows, "labelled": labelled,
                         "reused": as_of in keep})
-    current, previous = root / SNAPSHOTS, root / f".{SNAPSHOTS}.previous"
-    if current.exists():
-        current.rename(previous)
-    staging.rename(current)
-    if previous.exists():
-        shutil.rmtree(previous)
-    manifest = {**manifest, "partitions": entries}
+    text = json.dumps({**manifest, "partitions": entries}, indent=2, default=str) + "\n"
+    (staging / f".{MANIFEST}").write_text(text)
+    _point(root, staging)
     tmp = root / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    tmp.write_text(text)
     tmp.replace(root / MANIFEST)
+    recover(root)
     return entries
 
 
