@@ -117,9 +117,14 @@ def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
     manifest = {"format": FORMAT, "version": version, "targets": list(models),
                 "features": list(space.features), **info, "files": files}
     put(MANIFEST, json.dumps(manifest, indent=2, default=str))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(staging, folder)
+    if folder.exists():  # moved aside, not deleted first: a crash never leaves no bundle there
+        retired = folder.with_name(f".{folder.name}.retired-{os.getpid()}")
+        shutil.rmtree(retired, ignore_errors=True)
+        os.replace(folder, retired)
+        os.replace(staging, folder)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, folder)
     return folder
 
 

@@ -354,7 +354,9 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         exported = set_champion(client, settings, run_id, versions, bundle_dir)
         report["bundle"] = str(exported)
     latest = home.reports / "train.json"
-    latest.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    staged = latest.with_name(f".{latest.name}.tmp")  # a crash leaves the last whole report
+    staged.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    os.replace(staged, latest)
     (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return TrainResult(run_id=run_id, report=report, report_path=workdir / "report.json",
                        promoted=promoted, reason=reason, bundle=exported)
