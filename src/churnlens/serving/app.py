@@ -323,6 +323,9 @@ def create_app(settings: Settings) -> FastAPI:
             except (BundleError, FileNotFoundError) as error:
                 if runtime.served is None:
                     runtime.problem = str(error)
+                else:
+                    logger.error("refused the new champion, still serving %s: %s",
+                                 runtime.served.version, error)
             except Exception as error:  # keep serving the old model
                 logger.error("could not load the new champion: %s", error)
 
