@@ -8,8 +8,9 @@ bench/fuzz_api.py runs the same fuzzing far longer.
 from __future__ import annotations
 
 import json
-import zlib
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -18,15 +19,11 @@ import pytest
 import schemathesis
 from homes import served_home
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from conftest import serve, stop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from fuzz_api import CHECKS, WRONG_CREDENTIALS, aim, without_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -36,8 +33,6 @@ if not hasattr(pytest.Function, "_nodeid"):
     pytest.Function._nodeid = property(  # type: ignore[attr-defined]
         lambda node: node.nodeid, lambda node, value: None)
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance, response_headers_conformance]
 FUZZ = settings(max_examples=40, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -61,30 +56,6 @@ def api_schema(server: dict[str, Any]) -> Any:
     return schemathesis.openapi.from_url(f"{server['base']}/openapi.json")
 
 
-def aim(case: Any, ids: list[str]) -> None:
-    """Point about half the generated cases at a real account: random ids only ever reach the
-    404, and the what-if and batch code behind it is where values are used. Which half, and
-    which account, follow from the generated id, so a failing example replays the same."""
-
-    def real(generated: str) -> str:
-        digest = zlib.crc32(generated.encode("utf-8", "surrogatepass"))
-        return ids[digest // 2 % len(ids)] if digest % 2 else generated
-
-    if isinstance((case.path_parameters or {}).get("account_id"), str):
-        case.path_parameters["account_id"] = real(case.path_parameters["account_id"])
-    if isinstance(case.body, dict):
-        if isinstance(case.body.get("account_id"), str):
-            case.body["account_id"] = real(case.body["account_id"])
-        named = case.body.get("account_ids")
-        if isinstance(named, list) and named and isinstance(named[0], str):
-            named[0] = real(named[0])
-
-
-def without_keys(case: Any) -> dict[str, str]:
-    return {k: v for k, v in (case.headers or {}).items()
-            if k.lower() not in ("authorization", "x-api-key")}
-
-
 @schema.parametrize()
 @FUZZ
 def test_fuzz_with_an_admin_key(case: Any, server: dict[str, Any]) -> None:
@@ -92,11 +63,6 @@ def test_fuzz_with_an_admin_key(case: Any, server: dict[str, Any]) -> None:
     case.headers = without_keys(case)
     case.call_and_validate(headers={"X-API-Key": server["keys"]["admin"]},
                            checks=CHECKS, timeout=30)
-
-
-WRONG_CREDENTIALS: list[dict[str, str]] = [
-    {}, {"X-API-Key": "cl_" + "w" * 43}, {"Authorization": "Bearer cl_wrong"},
-    {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer"}]
 
 
 @schema.parametrize()

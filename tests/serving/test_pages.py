@@ -211,3 +211,26 @@ def test_pages_degrade_with_a_message(site: dict[str, Any], tmp_path: Path) -> N
             assert client.get("/readyz").json()["ready"] is False
     finally:
         stop(process)
+
+
+def test_every_page_forbids_framing_and_sniffing_and_escapes_names(site: dict[str, Any]
+                                                                   ) -> None:
+    """The headers and the escaping without a browser, on every kind of page: a hostile name
+    arrives as text, and no page may be framed (clickjacking) or read as another type."""
+    with httpx.Client(base_url=site["base"]) as client:
+        login = client.get("/login")
+        client.post("/login", data={"key": site["keys"]["whatif"]})
+        pages = [login, client.get("/", params={"q": "script"}),
+                 client.get(f"/accounts/{site['hostile_id']}"), client.get("/model"),
+                 client.get("/static/app.css"), client.get("/accounts/acc_nobody"),
+                 client.post(f"/accounts/{site['hostile_id']}/what-if",
+                             data={"mrr": "1e308"})]
+    for response in pages:
+        policy = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+        assert "script-src" not in policy  # no script may run, from anywhere
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+    for response in pages[1:3]:
+        assert "&lt;script&gt;alert(" in response.text
+        assert "<script>" not in response.text

@@ -1,0 +1,32 @@
+"""A minute of steady load on `churnlens serve --workers 2` with the champion promoted half
+way: no request fails, the answers switch model version, and no worker's memory grows.
+
+The load itself is bench/load.py's (run it for ten minutes there).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import load
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_a_minute_of_load_through_a_hot_swap(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    runs = load.prepare_home(home, accounts=300, months=16)
+    report = load.load_test(home, runs, seconds=60, rate=60)
+
+    assert report.requests == 60 * 60
+    assert report.failed == 0, report.failures
+    assert report.swap_seconds is not None, "the champion was never promoted"
+    assert set(report.versions) == set(runs), report.versions  # both models answered
+    assert report.promoted != report.served_first
+    assert set(report.versions_after_swap) == {report.promoted}, report.versions_after_swap
+    assert len(report.rss_growth) == 2, "RSS of both workers"
+    assert max(report.rss_growth.values()) < 0.10, report.summary()
