@@ -273,7 +273,8 @@ def features(
     report_file = write_report(run.report, settings.layout.reports / "features.json")
     print_feature_report(run.report)
     console.print(f"Snapshots written to [bold]{run.output}[/] "
-                  f"({len(run.computed)} dates computed, {len(run.reused)} reused)")
+                  f"({len(run.computed)} dates computed on {history.backend.name}, "
+                  f"{len(run.reused)} reused)")
     console.print(f"Report written to [bold]{report_file}[/]")
 
 
@@ -383,6 +384,9 @@ def score(
     champion_source: Annotated[str | None, typer.Option(
         help="Champion from HOME/models ('models') or MLflow's champion alias ('mlflow').")
     ] = None,
+    backend: Annotated[str | None, typer.Option(
+        help="Where to score: in this process (duckdb, the default) or on Spark executors "
+        "(spark; settings spark_master, spark_conf).")] = None,
 ) -> None:
     """Score every active account at the latest snapshot with the champion, explained.
 
@@ -396,10 +400,16 @@ def score(
     from churnlens.serving.score import score as run_score
     from churnlens.training.bundle import BundleError
 
-    settings = _settings(champion_source=champion_source)
+    settings = _settings(champion_source=champion_source, backend=backend)
     try:
-        with console.status("Scoring..."):
-            run = run_score(settings, explained=explained)
+        if settings.backend == "spark":
+            from churnlens.serving.spark_score import score_on_spark
+
+            with console.status(f"Scoring on Spark ({settings.spark_master})..."):
+                run = score_on_spark(settings, explained=explained)
+        else:
+            with console.status("Scoring..."):
+                run = run_score(settings, explained=explained)
     except (BundleError, FileNotFoundError, PlaybookError) as error:
         errors.print(f"[red]Cannot score:[/] {error}")
         raise typer.Exit(2) from None

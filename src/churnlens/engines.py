@@ -25,6 +25,9 @@ URL_ENGINES: dict[str, Engine] = {"postgres": "postgres", "postgresql": "postgre
 """Database URL schemes and the engine that reads them in place."""
 
 
+SPARK_LOGGING = Path(__file__).with_name("spark-log4j2.properties")
+
+
 class EngineError(ValueError):
     """The settings ask for an engine that cannot read the data where it is."""
 
@@ -102,6 +105,7 @@ def spark_defaults(settings: Settings) -> dict[str, str]:
         "spark.local.dir": str((settings.layout.scratch / "spark").resolve()),
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{SPARK_LOGGING}",
     }
     if settings.spark_master.startswith("local"):
         cores = settings.threads or os.cpu_count() or 1
@@ -115,6 +119,8 @@ def spark_session(settings: Settings) -> SparkSession:
     from pyspark.sql import SparkSession
 
     conf = {**spark_defaults(settings), **settings.spark_conf}
+    # PySpark picks the workers' Python from the environment, not from the conf
+    os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
     Path(conf["spark.local.dir"]).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.master(settings.spark_master).appName("churnlens")
     for key, value in conf.items():

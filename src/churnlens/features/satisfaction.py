@@ -23,14 +23,15 @@ def last_nps(surveys: ir.Table) -> ir.Value:
          sentence="Mean NPS answer of {value} over the last 180 days")
 def mean_nps_180d(surveys: ir.Table) -> ir.Value:
     """Mean NPS score of the answers in the last 180 days."""
-    return surveys.score.mean(where=surveys.age <= 180)
+    # float first: PostgreSQL's avg of an integer is a decimal
+    return surveys.score.cast("float64").mean(where=surveys.age <= 180)
 
 
 @feature(pillar="satisfaction", unit="NPS (0-10)", window_days=180, higher_is_riskier=False,
          sentence="Mean NPS answer of {value} in the 180 days before that")
 def mean_nps_prev_180d(surveys: ir.Table) -> ir.Value:
     """Mean NPS score of the answers 181 to 365 days before as_of."""
-    return surveys.score.mean(where=surveys.age > 180)
+    return surveys.score.cast("float64").mean(where=surveys.age > 180)
 
 
 @feature(pillar="satisfaction", unit="answers", window_days=180, higher_is_riskier=False,

@@ -226,6 +226,24 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings,
     return pd.DataFrame(columns)
 
 
+def table_schema(explained: bool = True) -> pa.Schema:
+    """The score table's columns and types, as :func:`score_rows` and
+    :func:`score_probabilities` build them (Spark needs them before it scores a row)."""
+    fields = [("account_id", pa.string()), ("as_of", pa.date32()),
+              ("churn_probability", pa.float64()), ("expansion_probability", pa.float64()),
+              ("tier", pa.string()), ("health_score", pa.int64()), ("segment", pa.string())]
+    if explained:
+        fields += [(f"{pillar}_points", pa.float64()) for pillar in PILLARS_ORDER]
+        fields += [("failing_pillar", pa.string()), ("playbook", pa.string()),
+                   ("playbook_reason", pa.string())]
+        for k in range(1, TABLE_DRIVERS + 1):
+            fields += [(f"driver_{k}", pa.string()), (f"driver_{k}_points", pa.float64()),
+                       (f"driver_{k}_sentence", pa.string())]
+        fields.append(("drivers_json", pa.string()))
+    fields.append(("model_version", pa.string()))
+    return pa.schema(fields)
+
+
 def _numbers(rows: Rows, column: str) -> list[float | None]:
     if column not in rows.meta:
         return [None] * len(rows)

@@ -89,16 +89,22 @@ def load_snapshots(features_root: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
     return frame, tuple(manifest["features"])
 
 
-def load_latest_snapshot(features_root: Path) -> tuple[pd.DataFrame, date]:
-    """The newest snapshot date's rows only: what scoring and serving start from, without
-    reading the whole history of snapshots."""
+def latest_partition(features_root: Path) -> tuple[Path, date]:
+    """The newest snapshot date and the file holding its rows."""
     manifest = read_manifest(features_root)
     partitions = (manifest or {}).get("partitions") or []
     if not partitions:
         raise FileNotFoundError(
             f"no feature snapshots under {features_root}: run `churnlens features` first")
     as_of = max(date.fromisoformat(entry["as_of"]) for entry in partitions)
-    frame = pd.read_parquet(partition_dir(features_root, as_of) / PART)
+    return partition_dir(features_root, as_of) / PART, as_of
+
+
+def load_latest_snapshot(features_root: Path) -> tuple[pd.DataFrame, date]:
+    """The newest snapshot date's rows only: what scoring and serving start from, without
+    reading the whole history of snapshots."""
+    path, as_of = latest_partition(features_root)
+    frame = pd.read_parquet(path)
     frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
     return frame.sort_values("account_id", kind="stable").reset_index(drop=True), as_of
 
