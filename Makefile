@@ -6,7 +6,7 @@ UV := $(PYTHON) -m uv
 HOME_DIR ?= churnlens-data
 PYTEST_ARGS ?=
 
-.PHONY: install browsers demo test lint bench clean
+.PHONY: install browsers engines demo test lint bench clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
@@ -19,10 +19,20 @@ browsers:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
 		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
+# Java 17+ for Spark in local mode and PostgreSQL's server binaries, for the scale-out tests
+JAVA_OK := $(shell java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' && echo yes)
+PG_OK := $(shell ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && echo yes)
+engines:
+ifneq ($(JAVA_OK)$(PG_OK),yesyes)
+	$(SUDO) mkdir -p /usr/share/man/man1
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless postgresql
+endif
+
 demo: install
 	$(UV) run churnlens --home $(HOME_DIR) demo
 
-test: install browsers
+test: install browsers engines
 	$(UV) run pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: install

@@ -12,7 +12,7 @@ import pytest
 
 from churnlens.features.pipeline import read_snapshots
 from conftest import churnlens, free_port
-from warehouse import load_company, postgres_bin, postgres_server
+from warehouse import load_company, postgres_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -70,8 +70,6 @@ def test_spark_builds_the_same_features_and_labels(company: Path, tmp_path: Path
     assert len(actual.columns) > 60  # every registry feature, not a subset
 
 
-@pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed "
-                    "(make test installs it)")
 def test_postgres_builds_the_same_features_and_labels(company: Path, tmp_path: Path) -> None:
     home = _fresh_home(company, tmp_path)
     with postgres_server(free_port()) as url:
