@@ -59,6 +59,13 @@ def _labels(frame: pd.DataFrame, as_of: date) -> dict[str, tuple[Any, Any]]:
     return {r.account_id: (r.churned, r.expanded) for r in rows.itertuples()}
 
 
+def _churn_days(frame: pd.DataFrame, as_of: date) -> dict[str, Any]:
+    """Churners' churn_day at ``as_of``; every other labelled row must have none."""
+    rows = frame[frame["as_of"] == as_of]
+    assert rows.loc[~rows["churned"].astype(bool), "churn_day"].isna().all()
+    return {r.account_id: int(r.churn_day) for r in rows.itertuples() if r.churned}
+
+
 # --------------------------------------------------------------------------- subscription mode
 
 # account: list of (start, end, mrr) periods; the first one starts long before T
@@ -97,6 +104,10 @@ EXPECTED_SUBSCRIPTION = {
     "expand_after_window": (False, False),
     # lapsed_before: not a customer at T, so no snapshot
 }
+EXPECTED_SUBSCRIPTION_CHURN_DAY = {
+    # churners: days from T to the end of the subscription that was not renewed within grace
+    "churn_last_day": 89, "ends_on_as_of": 0, "late_restart": 20, "restart_after_window": 80,
+}
 
 
 def subscription_company() -> dict[str, list[dict[str, Any]]]:
@@ -123,11 +134,13 @@ def test_subscription_labels(subscription_folder: Path) -> None:
     frame = _frame(subscription_folder, SnapshotSpec(history_end=on(90)), [T, later])
     labels = _labels(frame, T)
     assert labels == EXPECTED_SUBSCRIPTION
+    assert _churn_days(frame, T) == EXPECTED_SUBSCRIPTION_CHURN_DAY
     assert frame.loc[frame["as_of"] == T, "labelled"].tolist() == [True] * len(labels)
     open_rows = frame[frame["as_of"] == later]
     assert len(open_rows) > 0
     assert not open_rows["labelled"].any()
     assert open_rows["churned"].isna().all() and open_rows["expanded"].isna().all()
+    assert open_rows["churn_day"].isna().all()
 
 
 def test_labels_are_null_when_the_window_runs_past_the_history(
@@ -176,6 +189,10 @@ EXPECTED_INACTIVITY = {
     "silence_ends_last_day": (True, False),  # 2 < 11
     "silence_ends_after": (False, False),  # 3 < 11
     "event_on_as_of": (True, True),  # 6 >= 5.5
+}
+EXPECTED_INACTIVITY_CHURN_DAY = {
+    # the first day the account had gone 30 days without an event, from T
+    "silent_at_t": 0, "gap_31": 25, "silence_ends_last_day": 89, "event_on_as_of": 30,
 }
 
 ABSENT_WITHOUT_SUBSCRIPTIONS_TICKETS_SURVEYS = {
@@ -233,6 +250,7 @@ def test_inactivity_labels_and_features(inactivity_folder: Path) -> None:
     frame = _frame(inactivity_folder, spec, [T], required=ONLY_USAGE)
     # population: an event in [T - 30, T); "gone" acted 31 days before T
     assert _labels(frame, T) == EXPECTED_INACTIVITY
+    assert _churn_days(frame, T) == EXPECTED_INACTIVITY_CHURN_DAY
     assert frame["labelled"].all()
     assert not set(frame.columns) & ABSENT_WITHOUT_SUBSCRIPTIONS_TICKETS_SURVEYS
     row = frame.set_index("account_id")

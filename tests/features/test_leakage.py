@@ -58,6 +58,8 @@ AS_OF_DT = datetime(2024, 3, 1)
 NOW = datetime(2030, 1, 1)
 HISTORY_END = date(2025, 1, 1)
 HORIZON = 90
+LABEL_COLUMNS = ("churned", "expanded", "churn_day")
+"""Every label column of a snapshot: what happened in the window, and when it churned."""
 
 SUBSCRIPTION_SPEC = SnapshotSpec(history_end=HISTORY_END, horizon_days=HORIZON)
 INACTIVITY_SPEC = SnapshotSpec(history_end=HISTORY_END, churn_definition="inactivity",
@@ -630,9 +632,10 @@ def test_features_do_not_see_the_future(tmp_path_factory: pytest.TempPathFactory
     company, sub_cutoff=HORIZON, event_ranges=ANYWHERE), variants=VARIANTS + 2))
 def test_subscription_labels_see_only_their_window(tmp_path_factory: pytest.TempPathFactory,
                                                    family: Family) -> None:
-    """Churned and expanded (subscription mode, 90-day horizon) ignore subscription starts and
-    ends on or after AS_OF + 90 days and any usage, ticket or survey."""
-    _check(tmp_path_factory, family, (SUBSCRIPTION_SPEC,), lambda _: ("churned", "expanded"),
+    """Churned, expanded and churn_day (subscription mode, 90-day horizon) ignore
+    subscription starts and ends on or after AS_OF + 90 days and any usage, ticket or
+    survey."""
+    _check(tmp_path_factory, family, (SUBSCRIPTION_SPEC,), lambda _: LABEL_COLUMNS,
            "labels at AS_OF")
 
 
@@ -646,10 +649,10 @@ AS_OF + horizon = AS_OF + 30 days."""
     company, sub_cutoff=None, event_ranges=INACTIVITY_OUTSIDE), variants=VARIANTS + 2))
 def test_inactivity_labels_see_only_their_window(tmp_path_factory: pytest.TempPathFactory,
                                                  family: Family) -> None:
-    """Churned and expanded (inactivity mode, 30-day horizon and inactivity) ignore usage
+    """Churned, expanded and churn_day (inactivity mode, 30-day horizon and inactivity) ignore usage
     events before AS_OF - 30 days or on or after AS_OF + 30 days, and every subscription,
     ticket and survey."""
-    _check(tmp_path_factory, family, (INACTIVITY_SPEC,), lambda _: ("churned", "expanded"),
+    _check(tmp_path_factory, family, (INACTIVITY_SPEC,), lambda _: LABEL_COLUMNS,
            "labels at AS_OF")
 
 
@@ -672,4 +675,4 @@ def test_the_cached_query_is_a_fresh_build(tmp_path_factory: pytest.TempPathFact
         fresh = fresh.sort_values("account_id").reset_index(drop=True)
         assert list(fresh.columns) == list(cached.columns)
         _assert_unchanged(fresh, cached, (*features, "as_of", "churned", "expanded",
-                                          "labelled"), "the cached query's result")
+                                          "labelled", "churn_day"), "the cached query's result")

@@ -30,6 +30,10 @@ from churnlens.features.sources import Grid, _day, attach
 
 DEFAULT_KEY_EVENTS = ("workflow_run", "report_create", "integration_sync")
 LABELS = ("churned", "expanded")
+CHURN_DAY = "churn_day"
+"""Days from as_of to the churn (0 = on as_of itself), null when the account did not churn in
+the window: when, inside the horizon, the label ``churned`` happened (discrete-time hazard
+models in ``training/hazard.py`` read it). Same rows and rules as ``churned``."""
 RELATIVE_TOLERANCE = 1e-9
 """Slack on the expansion threshold: 100 x 1.1 is 110.00000000000001 in floating point, and an
 exact +10% must count as reaching +10%."""
@@ -143,7 +147,8 @@ def subscription_labels(subscriptions: ir.Table, grid: Grid, pop: ir.Table,
     """Churned and expanded within [as_of, as_of + horizon), from subscription rows alone.
 
     Churn: a subscription ends inside the window and no subscription of the account starts
-    within the grace period after it (a restart after the window closes is not seen).
+    within the grace period after it (a restart after the window closes is not seen); its
+    day is the first such end.
     Expansion: a subscription starting inside the window carries MRR at least
     ``1 + expansion_min_share`` times the MRR held at as_of.
     """
@@ -158,7 +163,9 @@ def subscription_labels(subscriptions: ir.Table, grid: Grid, pop: ir.Table,
     gone = (in_window.next_start_day.isnull()
             | (in_window.next_start_day >= in_window.end_day + spec.grace_days)
             | (in_window.next_start_day >= in_window.as_of_day + h))
-    churn = in_window.group_by(["account_id", "as_of"]).aggregate(churned=gone.any())
+    churn = in_window.group_by(["account_id", "as_of"]).aggregate(
+        churned=gone.any(),
+        churn_day=gone.ifelse(in_window.end_day - in_window.as_of_day, ibis.null("int64")).min())
 
     baseline = sources.held_at(subscriptions, grid).select("account_id", "as_of",
                                                            mrr_at_as_of="mrr")
@@ -173,7 +180,7 @@ def subscription_labels(subscriptions: ir.Table, grid: Grid, pop: ir.Table,
     labels = (pop.pipe(attach, churn, ["account_id", "as_of"])
               .pipe(attach, expansion, ["account_id", "as_of"]))
     return labels.select("account_id", "as_of", churned=labels.churned.fill_null(False),
-                         expanded=labels.expanded.fill_null(False))
+                         expanded=labels.expanded.fill_null(False), churn_day=labels.churn_day)
 
 
 def inactivity_labels(events: ir.Table, grid: Grid, pop: ir.Table, usage: ir.Table,
@@ -181,7 +188,8 @@ def inactivity_labels(events: ir.Table, grid: Grid, pop: ir.Table, usage: ir.Tab
     """Churn as silence, expansion as growth of usage quantity.
 
     Churned: at some day inside the window the account had gone ``inactivity_days`` without an
-    event, counting from its last event before as_of and from each event inside the window.
+    event, counting from its last event before as_of and from each event inside the window;
+    its day is the first day it had.
     Expanded: usage quantity inside the window reaches ``1 + expansion_min_share`` times that
     of the same length of time before as_of.
     """
@@ -201,7 +209,9 @@ def inactivity_labels(events: ir.Table, grid: Grid, pop: ir.Table, usage: ir.Tab
     silent = ((points.day + quiet < points.as_of_day + h)
               & (points.day + quiet >= points.as_of_day)
               & (points.next_day.isnull() | (points.next_day > points.day + quiet)))
-    churn = points.group_by(["account_id", "as_of"]).aggregate(churned=silent.any())
+    churn = points.group_by(["account_id", "as_of"]).aggregate(
+        churned=silent.any(),
+        churn_day=silent.ifelse(points.day + quiet - points.as_of_day, ibis.null("int64")).min())
 
     q_ahead = ahead.group_by(["account_id", "as_of"]).aggregate(q_ahead=ahead.quantity.sum())
     q_before = before.group_by(["account_id", "as_of"]).aggregate(q_before=before.quantity.sum())
@@ -212,7 +222,7 @@ def inactivity_labels(events: ir.Table, grid: Grid, pop: ir.Table, usage: ir.Tab
                                     >= labels.q_before * ((1 + spec.expansion_min_share)
                                                           * (1.0 - RELATIVE_TOLERANCE)))
     return labels.select("account_id", "as_of", churned=labels.churned.fill_null(False),
-                         expanded=grew.fill_null(False))
+                         expanded=grew.fill_null(False), churn_day=labels.churn_day)
 
 
 # --------------------------------------------------------------------------- assembly
@@ -308,5 +318,6 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
         ENTITY, TIMESTAMP, *names,
         churned=wide.labelled.ifelse(wide.churned, ibis.null("boolean")),
         expanded=wide.labelled.ifelse(wide.expanded, ibis.null("boolean")),
-        labelled=wide.labelled)
+        labelled=wide.labelled,
+        **{CHURN_DAY: wide.labelled.ifelse(wide.churn_day.cast("int32"), ibis.null("int32"))})
     return out.order_by([TIMESTAMP, ENTITY])
