@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -105,7 +106,7 @@ def fuzz(base: str, admin_key: str, ids: list[str], examples: int) -> dict[str, 
                     examples_5xx.append(case.as_curl_command())
             try:
                 case.validate_response(response, checks=CHECKS)
-            except AssertionError as error:
+            except (AssertionError, FailureGroup) as error:
                 for name in failure_names(error):
                     counts["violations"] += 1
                     violations[f"{label}: {name}"] += 1

@@ -28,5 +28,6 @@ def test_a_minute_of_load_through_a_hot_swap(tmp_path: Path) -> None:
     assert set(report.versions) == set(runs), report.versions  # both models answered
     assert report.promoted != report.served_first
     assert set(report.versions_after_swap) == {report.promoted}, report.versions_after_swap
+    assert not report.workers_replaced, "a worker died (or missed uvicorn's health check)"
     assert len(report.rss_growth) == 2, "RSS of both workers"
     assert max(report.rss_growth.values()) < 0.10, report.summary()
