@@ -9,6 +9,8 @@
         churn.lgb.txt            LightGBM model (text format)
         churn.calibrator.json    calibrator (plain numbers)
         expansion.lgb.txt, expansion.calibrator.json
+        hazard.lgb.txt, hazard.json   when the churn month is modelled (``training.hazard``);
+                                 bundles written before it load with ``hazard = None``
 
 Loading re-hashes every file and compares the feature list with the registry of the code that
 loads it; any difference is refused with a message that names it, because a model scoring
@@ -31,11 +33,13 @@ import pandas as pd
 
 from churnlens.features.registry import REGISTRY, load_all
 from churnlens.training.calibration import Calibrator
+from churnlens.training.hazard import HazardModel, hazard_inputs
 from churnlens.training.matrix import FeatureSpace
 
 TARGETS = ("churn", "expansion")
 LABEL_OF = {"churn": "churned", "expansion": "expanded"}
 MANIFEST = "manifest.json"
+HAZARD_MODEL, HAZARD_INFO = "hazard.lgb.txt", "hazard.json"
 FORMAT = 1
 
 
@@ -64,6 +68,9 @@ class Bundle:
     metrics: dict[str, Any]
     reference: dict[str, Any] | None = None
     """Training distribution of each feature (``training.drift``), for drift checks."""
+    hazard: HazardModel | None = None
+    """When inside the horizon churn falls (``.curve(space.matrix(rows))``); None in bundles
+    written before hazard models, or trained on snapshots without ``churn_day``."""
 
     @property
     def version(self) -> str:
@@ -94,7 +101,8 @@ def _sha256(path: Path) -> str:
 
 def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
                  models: dict[str, TargetModel], metrics: dict[str, Any],
-                 info: dict[str, Any], reference: dict[str, Any] | None = None) -> Path:
+                 info: dict[str, Any], reference: dict[str, Any] | None = None,
+                 hazard: HazardModel | None = None) -> Path:
     """Write the bundle to a staging folder, then rename it into place (never half-written)."""
     staging = folder.with_name(folder.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -112,6 +120,9 @@ def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
     for target, model in models.items():
         put(f"{target}.lgb.txt", model.booster.model_to_string())
         put(f"{target}.calibrator.json", json.dumps(model.calibrator.to_json(), indent=2))
+    if hazard is not None:
+        put(HAZARD_MODEL, hazard.booster.model_to_string())
+        put(HAZARD_INFO, json.dumps(hazard.to_json(), indent=2))
     for path in sorted(staging.iterdir()):
         files[path.name] = _sha256(path)
     manifest = {"format": FORMAT, "version": version, "targets": list(models),
@@ -172,7 +183,23 @@ def load_bundle(folder: Path) -> Bundle:
     reference = (json.loads((folder / "reference.json").read_text())
                  if "reference.json" in files else None)
     return Bundle(path=folder, manifest=manifest, space=space, models=models, metrics=metrics,
-                  reference=reference)
+                  reference=reference, hazard=_load_hazard(folder, files, space))
+
+
+def _load_hazard(folder: Path, files: dict[str, str], space: FeatureSpace) -> HazardModel | None:
+    """The bundle's hazard model, or None when it has none (older bundles)."""
+    if HAZARD_MODEL not in files:
+        return None
+    if HAZARD_INFO not in files:
+        raise BundleError(f"{folder}: {HAZARD_MODEL} is listed without {HAZARD_INFO}")
+    booster = lgb.Booster(model_str=(folder / HAZARD_MODEL).read_text())
+    if booster.feature_name() != hazard_inputs(space.features):
+        raise BundleError(f"{folder}: the hazard model was trained on other features than the "
+                          "bundle lists")
+    info = json.loads((folder / HAZARD_INFO).read_text())
+    return HazardModel(booster=booster, periods=int(info["periods"]),
+                       period_days=int(info["period_days"]),
+                       horizon_days=int(info["horizon_days"]))
 
 
 def _check_registry(folder: Path, space: FeatureSpace, trained: dict[str, Any]) -> None:

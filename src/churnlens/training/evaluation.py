@@ -8,10 +8,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnlens.training.metrics import evaluate, roc_auc
+from churnlens.training.metrics import ece, evaluate, roc_auc
 
 ORACLE_COLUMNS = {"churn": "p_churn_90d", "expansion": "p_expand_90d"}
 ORACLE_HORIZON_DAYS = 90
+SEGMENT_COLUMNS = ("plan", "region", "industry")
+"""Snapshot columns whose values are segments the model must serve equally well (with
+``touch``, the coverage tier by ARR)."""
+MIN_SEGMENT_ROWS = 200
+MIN_SEGMENT_POSITIVES = 10
+"""A segment is reviewed only with at least this many validation snapshots and positives:
+below them its AUC and observed rate are too noisy to accuse the model of anything."""
+AUC_GAP = 0.05
+"""A segment's ROC AUC this far below the overall one is flagged..."""
+CALIBRATION_GAP_RATIO = 2.0
+"""...and so is a gap between its mean prediction and its observed rate above this multiple
+of the overall expected calibration error..."""
+NOISE_Z = 1.96
+"""...but only when the gap also exceeds this many standard errors of what sampling alone
+gives a segment of its size (Hanley-McNeil for AUC; the binomial spread of the observed rate
+under calibrated predictions), so a small segment is not flagged for its noise. Snapshots of
+one account in consecutive months are not independent, so these errors are if anything too
+small: a flag is a gap worth a look, not proof."""
 
 
 def touch_segment(mrr: pd.Series, high_arr: float, mid_arr: float) -> pd.Series:
@@ -26,7 +44,7 @@ def segments(frame: pd.DataFrame, high_arr: float, mid_arr: float) -> dict[str, 
     out: dict[str, pd.Series] = {}
     if "mrr" in frame:
         out["touch"] = touch_segment(frame["mrr"], high_arr, mid_arr)
-    for column in ("plan", "region"):
+    for column in SEGMENT_COLUMNS:
         if column in frame:
             out[column] = frame[column].astype("object").fillna("(none)")
     return out
@@ -90,3 +108,88 @@ def oracle_figures(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, truth: pd.
         "auc_ratio": ours["roc_auc"] / oracle["roc_auc"],
         "brier_ratio": ours["brier"] / oracle["brier"],
     }
+
+
+def _auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil (1982): the sampling spread of an AUC on this many cases."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc)
+                + (negatives - 1) * (q2 - auc * auc)) / max(positives * negatives, 1)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
+def _segment_figures(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    rows, positives = len(y), int(y.sum())
+    figures: dict[str, Any] = {
+        "rows": rows, "positives": positives,
+        "rate": float(y.mean()) if rows else float("nan"),
+        "mean_prediction": float(p.mean()) if rows else float("nan"),
+        "reviewed": rows >= MIN_SEGMENT_ROWS and positives >= MIN_SEGMENT_POSITIVES,
+    }
+    if figures["reviewed"]:
+        figures["roc_auc"] = roc_auc(y, p)
+        figures["ece"] = ece(y, p)
+        figures["calibration_gap"] = figures["mean_prediction"] - figures["rate"]
+        figures["auc_standard_error"] = _auc_standard_error(figures["roc_auc"], positives,
+                                                            rows - positives)
+        figures["rate_standard_error"] = float(np.sqrt((p * (1 - p)).sum()) / rows)
+    return figures
+
+
+def segment_flags(target: str, column: str, level: str, figures: dict[str, Any],
+                  overall: dict[str, float]) -> list[str]:
+    """Plain sentences for what is wrong with one reviewed segment, if anything."""
+    if not figures["reviewed"]:
+        return []
+    name = f"{target.capitalize()} model, {column} {level}"
+    out = []
+    auc_gap = overall["roc_auc"] - figures["roc_auc"]
+    if auc_gap > AUC_GAP and auc_gap > NOISE_Z * figures["auc_standard_error"]:
+        out.append(f"{name}: AUC {figures['roc_auc']:.2f} against {overall['roc_auc']:.2f} "
+                   f"overall (n={figures['rows']})")
+    gap = abs(figures["calibration_gap"])
+    if (gap > CALIBRATION_GAP_RATIO * overall["ece"]
+            and gap > NOISE_Z * figures["rate_standard_error"]):
+        out.append(f"{name}: predicted {figures['mean_prediction']:.1%} against "
+                   f"{figures['rate']:.1%} observed, a gap of {100 * gap:.1f} points against "
+                   f"an overall calibration error of {100 * overall['ece']:.1f} "
+                   f"(n={figures['rows']})")
+    return out
+
+
+def segment_review(frame: pd.DataFrame, predictions: dict[str, tuple[np.ndarray, np.ndarray]],
+                   high_arr: float, mid_arr: float) -> dict[str, Any]:
+    """Does the model serve every region, industry, plan and coverage tier equally well?
+
+    For each target (``predictions``: labels and calibrated probabilities on the validation
+    snapshots ``frame``) and each segment value: count, rate, mean prediction and, where
+    there are enough rows and positives, AUC and calibration; ``flags`` lists, as sentences,
+    the segments whose AUC or calibration falls short of the overall figures (thresholds in
+    the module constants, repeated under ``thresholds``).
+    """
+    groups = segments(frame, high_arr, mid_arr)
+    out: dict[str, Any] = {
+        "thresholds": {"min_rows": MIN_SEGMENT_ROWS, "min_positives": MIN_SEGMENT_POSITIVES,
+                       "auc_gap": AUC_GAP, "calibration_gap_ratio": CALIBRATION_GAP_RATIO,
+                       "noise_z": NOISE_Z},
+        "columns": list(groups), "flags": [], "worst_auc_gap": {}}
+    for target, (y, p) in predictions.items():
+        overall = {"roc_auc": roc_auc(y, p), "ece": ece(y, p), "rows": float(len(y)),
+                   "rate": float(y.mean()) if len(y) else float("nan")}
+        by: dict[str, dict[str, Any]] = {}
+        gaps = []
+        for column, labels in groups.items():
+            values = labels.astype(str).to_numpy()
+            by[column] = {}
+            for level in sorted(set(values)):
+                mask = values == level
+                figures = _segment_figures(y[mask], p[mask])
+                figures["flags"] = segment_flags(target, column, level, figures, overall)
+                out["flags"].extend(figures["flags"])
+                if figures["reviewed"] and np.isfinite(figures["roc_auc"]):
+                    gaps.append(overall["roc_auc"] - figures["roc_auc"])
+                by[column][level] = figures
+        out[target] = {"overall": overall, "by": by}
+        if gaps:
+            out["worst_auc_gap"][target] = float(max(gaps))
+    return out

@@ -25,7 +25,7 @@ import pandas as pd
 from churnlens.features.registry import REGISTRY
 from churnlens.features.store import SNAPSHOTS, read_manifest
 from churnlens.settings import Settings
-from churnlens.training import drift, evaluation, explain, models, plots, tracking
+from churnlens.training import drift, evaluation, explain, hazard, models, plots, tracking
 from churnlens.training.bundle import (
     LABEL_OF,
     MANIFEST,
@@ -55,6 +55,13 @@ class TargetFit:
     raw_validation: np.ndarray
     seconds: dict[str, float]
     """Wall time of each phase: search, fit, calibrate, baseline."""
+
+
+@dataclass
+class HazardFit:
+    model: hazard.HazardModel
+    search: models.Search
+    seconds: float
 
 
 @dataclass
@@ -137,6 +144,43 @@ def fit_target(target: str, parts: dict[str, pd.DataFrame], space: FeatureSpace,
                      calibrators=scores, validation=np.clip(calibrator(raw_val), 0, 1),
                      baseline_validation=np.clip(base_calibrator(base_val), 0, 1),
                      raw_validation=raw_val, seconds=seconds)
+
+
+def fit_hazard_model(parts: dict[str, pd.DataFrame], space: FeatureSpace, settings: Settings
+                     ) -> HazardFit | None:
+    """The churn-month hazard model on person-period rows of fit + tuning; None when the
+    snapshots carry no ``churn_day`` (built before it existed) or nobody churned."""
+    if hazard.CHURN_DAY not in parts["fit"].columns:
+        return None
+    started = time.perf_counter()
+    expanded = {name: hazard.person_period(parts[name], settings.horizon_days)
+                for name in ("fit", "tuning")}
+    if not all(0 < rows[hazard.EVENT].sum() < len(rows) for rows in expanded.values()):
+        return None
+    model, search = hazard.fit_hazard(
+        space.matrix(expanded["fit"]), expanded["fit"], space.matrix(expanded["tuning"]),
+        expanded["tuning"], settings.horizon_days, settings.seed, _threads(settings),
+        fixed=settings.model_params or None)
+    return HazardFit(model=model, search=search, seconds=time.perf_counter() - started)
+
+
+def evaluate_hazard(fit: HazardFit | None, parts: dict[str, pd.DataFrame], space: FeatureSpace,
+                    churn_validation: np.ndarray, settings: Settings) -> dict[str, Any]:
+    """The hazard model's out-of-time figures against Kaplan-Meier and the churn model."""
+    if fit is None:
+        return {"skipped": "no hazard model: the snapshots carry no churn_day label (rebuild "
+                "them with `churnlens features`) or the fit/tuning slices hold no churn"}
+    val = parts["validation"]
+    trained = pd.concat([parts["fit"], parts["tuning"]])
+    days = val["days_to_renewal"].to_numpy() if "days_to_renewal" in val else None
+    figures = hazard.hazard_report(
+        fit.model.curve(space.matrix(val)), hazard.churn_period(val, settings.horizon_days),
+        hazard.churn_period(trained, settings.horizon_days), churn_validation, days)
+    return {**figures, "periods": fit.model.periods, "period_days": fit.model.period_days,
+            "model": {"search": fit.search.table(),
+                      "num_leaves": fit.search.chosen.params["num_leaves"],
+                      "trees": fit.search.chosen.rounds},
+            "seconds": fit.seconds}
 
 
 def data_fingerprint(features_root: Path) -> str:
@@ -274,6 +318,9 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         if progress:
             progress(f"fitting {target}")
         fits[target] = fit_target(target, parts, space, settings)
+    if progress:
+        progress("fitting the churn-month hazard")
+    hazard_fit = fit_hazard_model(parts, space, settings)
     val = parts["validation"]
     overlap = len(set(val["account_id"]) & set(pd.concat(
         [parts["fit"], parts["tuning"], parts["calibration"]])["account_id"]))
@@ -305,6 +352,11 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
             if progress:
                 progress(f"evaluating {target}")
             report[target] = evaluate_target(fit, val, settings, truth)
+        report["hazard"] = evaluate_hazard(hazard_fit, parts, space,
+                                           fits["churn"].validation, settings)
+        report["segments"] = evaluation.segment_review(
+            val, {t: (labels_of(val, LABEL_OF[t]), f.validation) for t, f in fits.items()},
+            settings.high_touch_arr, settings.mid_touch_arr)
         plot_files = _plots(fits, val, parts, space, workdir, report)
         report["run_id"] = run_id
         bundle_dir = write_bundle(
@@ -315,7 +367,8 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
                   "trained_at": report["created_at"], "split": split.as_dict(),
                   "data_fingerprint": fingerprint,
                   "features_settings": manifest["settings"]},
-            reference=drift.reference(pd.concat([parts["fit"], parts["tuning"]]), space))
+            reference=drift.reference(pd.concat([parts["fit"], parts["tuning"]]), space),
+            hazard=hazard_fit.model if hazard_fit else None)
 
         promoted, reason, comparisons = _gate(client, settings, val, fits, space)
         report["promoted"], report["reason"] = promoted, reason
@@ -332,6 +385,8 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         for path in plot_files:
             mlflow.log_artifact(str(path), artifact_path="plots")
         mlflow.log_artifact(str(workdir / "features.json"))
+        (workdir / "segments.json").write_text(json.dumps(report["segments"], indent=2))
+        mlflow.log_artifact(str(workdir / "segments.json"))
         mlflow.log_artifacts(str(bundle_dir), artifact_path="bundle")
         example = model_input(val.head(5), space)
         versions = {}
@@ -372,7 +427,7 @@ def export_bundle(bundle_dir: Path, models_root: Path, versions: dict[str, str])
             if k not in ("format", "version", "targets", "features", "files")}
     return write_bundle(models_root / name, version=name, space=bundle.space,
                         models=bundle.models, metrics=bundle.metrics,
-                        reference=bundle.reference,
+                        reference=bundle.reference, hazard=bundle.hazard,
                         info={**info, "registered_versions": versions})
 
 
@@ -473,7 +528,26 @@ def _flat_metrics(report: dict[str, Any]) -> dict[str, float]:
         for key, value in oracle.items():
             if isinstance(value, float) and np.isfinite(value):
                 out[f"{target}.oracle.{key}"] = value
+    out.update(_hazard_metrics(report.get("hazard") or {}))
+    segments = report.get("segments") or {}
+    out["segments.flags"] = float(len(segments.get("flags", [])))
+    for target, worst in segments.get("worst_auc_gap", {}).items():
+        out[f"segments.{target}.worst_auc_gap"] = worst
     return out
+
+
+def _hazard_metrics(figures: dict[str, Any]) -> dict[str, float]:
+    """C-td, IBS and C by month of the hazard model and its baselines, as MLflow metrics."""
+    out: dict[str, float] = {}
+    named = {"hazard": figures.get("validation"), **{
+        f"hazard.{name}": scored for name, scored in figures.get("baselines", {}).items()}}
+    for prefix, scored in named.items():
+        if not scored:
+            continue
+        out[f"{prefix}.c_td"], out[f"{prefix}.ibs"] = scored["c_td"], scored["ibs"]
+        for k, c in enumerate(scored["c_by_month"], start=1):
+            out[f"{prefix}.c_month{k}"] = c
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
 def _plots(fits: dict[str, TargetFit], val: pd.DataFrame, parts: dict[str, pd.DataFrame],

@@ -1,0 +1,244 @@
+"""The churn-month hazard model and the segment review: hand-made frames for the logic, and one
+small generated company trained end to end for the figures the report promises."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnlens.training import hazard
+from churnlens.training.bundle import load_bundle
+from churnlens.training.evaluation import segment_review
+from conftest import churnlens
+
+# --------------------------------------------------------------------------- person-period
+
+
+def _snapshots() -> pd.DataFrame:
+    """Four snapshots: churn on day 0 (month 1), day 45 (month 2), day 89 (month 3), none."""
+    return pd.DataFrame({
+        "account_id": ["a", "b", "c", "d"],
+        "churned": [True, True, True, False],
+        "churn_day": pd.array([0, 45, 89, None], dtype="Int32"),
+        "mrr": [10.0, 20.0, 30.0, 40.0],
+    })
+
+
+def test_person_period_has_one_row_per_month_at_risk() -> None:
+    rows = hazard.person_period(_snapshots(), horizon_days=90)
+    assert list(zip(rows["account_id"], rows[hazard.PERIOD], rows[hazard.EVENT],
+                    strict=True)) == [
+        ("a", 1, 1),
+        ("b", 1, 0), ("b", 2, 1),
+        ("c", 1, 0), ("c", 2, 0), ("c", 3, 1),
+        ("d", 1, 0), ("d", 2, 0), ("d", 3, 0),
+    ]
+    assert rows[hazard.SNAPSHOT].tolist() == [0, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert rows["mrr"].tolist() == [10.0, 20.0, 20.0, 30.0, 30.0, 30.0, 40.0, 40.0, 40.0]
+    # every churner has exactly one event, in its churn month
+    assert rows[hazard.EVENT].sum() == 3
+    assert hazard.churn_period(_snapshots(), 90).tolist() == [1, 2, 3, 0]
+
+
+def test_a_churn_without_a_day_is_refused() -> None:
+    frame = _snapshots()
+    frame.loc[1, "churn_day"] = None
+    with pytest.raises(ValueError, match="1 churned snapshots have no churn_day"):
+        hazard.person_period(frame, horizon_days=90)
+
+
+def test_a_shorter_last_month_and_a_longer_horizon() -> None:
+    assert hazard.periods_of(90) == 3 and hazard.periods_of(100) == 4
+    assert hazard.periods_of(30) == 1
+    frame = pd.DataFrame({"churned": [True], "churn_day": [95]})
+    assert hazard.churn_period(frame, 100).tolist() == [4]
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def _fitted(rows: int = 600, seed: int = 3) -> tuple[hazard.HazardModel, pd.DataFrame]:
+    """A small hazard model on made-up snapshots whose churn month follows the renewal."""
+    rng = np.random.default_rng(seed)
+    renewal = rng.integers(0, 365, rows)
+    risk = rng.normal(size=rows)
+    churn = (renewal < 90) & (rng.random(rows) < 1 / (1 + np.exp(-risk)))
+    frame = pd.DataFrame({"days_to_renewal": renewal.astype(float), "risk": risk,
+                          "churned": churn,
+                          "churn_day": pd.array(np.where(churn, renewal, 0), dtype="Int32")})
+    frame.loc[~churn, "churn_day"] = None
+    rows_pp = hazard.person_period(frame, 90)
+    x = hazard.with_period(rows_pp[["days_to_renewal", "risk"]], rows_pp[hazard.PERIOD])
+    booster = lgb.train({"objective": "binary", "num_leaves": 4, "verbosity": -1,
+                         "min_child_samples": 5, "seed": 1}, lgb.Dataset(
+                             x, label=rows_pp[hazard.EVENT]), num_boost_round=30)
+    return hazard.HazardModel(booster=booster, periods=3), frame
+
+
+def test_the_curve_is_a_cumulative_probability() -> None:
+    model, frame = _fitted()
+    curve = hazard.predict_curve(model, frame[["days_to_renewal", "risk"]])
+    assert curve.shape == (len(frame), 3)
+    assert ((curve >= 0) & (curve <= 1)).all()
+    assert (np.diff(curve, axis=1) >= -1e-12).all()
+    # the renewal drives the month: accounts renewing in month 1 are mostly at risk in month 1
+    early = frame["days_to_renewal"].to_numpy() < 30
+    assert curve[early, 0].mean() > 3 * curve[~early, 0].mean()
+
+
+def test_cumulative_from_any_hazards_is_monotone_and_bounded() -> None:
+    hazards = np.random.default_rng(0).uniform(-0.2, 1.2, (50, 4))
+    curve = hazard.cumulative(hazards)
+    assert ((curve >= 0) & (curve <= 1)).all() and (np.diff(curve, axis=1) >= 0).all()
+    assert np.allclose(hazard.cumulative(np.array([[0.1, 0.2, 0.5]])),
+                       [[0.1, 1 - 0.9 * 0.8, 1 - 0.9 * 0.8 * 0.5]])
+
+
+def test_churn_before_renewal_reads_the_month_of_the_renewal() -> None:
+    curve = np.array([[0.1, 0.2, 0.3]] * 5)
+    before, beyond = hazard.churn_before_renewal(curve, np.array([0, 29, 30, 89, 200.0]))
+    assert before.tolist() == [0.1, 0.1, 0.2, 0.3, 0.3]
+    assert beyond.tolist() == [False, False, False, False, True]
+    _, unknown = hazard.churn_before_renewal(curve[:1], np.array([np.nan]))
+    assert unknown.tolist() == [True]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_concordance_rewards_the_right_order_at_the_right_month() -> None:
+    month = np.array([1, 2, 0, 0])
+    right = np.array([[0.9, 0.95, 0.97], [0.2, 0.8, 0.9], [0.1, 0.2, 0.3], [0.1, 0.1, 0.2]])
+    assert hazard.concordance_td(right, month) == 1.0
+    assert hazard.concordance_td(1 - right[:, ::-1], month) < 0.5
+    # one curve for everyone ranks nobody
+    same = np.tile([0.1, 0.2, 0.3], (4, 1))
+    assert hazard.concordance_td(same, month) == 0.5
+    assert hazard.concordance_at(same, month, 3) == 0.5
+    # month 1 only: account 0 against the three still there after month 1
+    assert hazard.concordance_at(right, month, 1) == 1.0
+    assert np.isnan(hazard.concordance_td(same, np.zeros(4, dtype=int)))
+
+
+def test_integrated_brier_by_hand() -> None:
+    month = np.array([1, 0])
+    curve = np.array([[0.5, 0.5, 0.5], [0.0, 0.0, 0.5]])
+    # month 1..3: account 0 churned (target 1), account 1 did not (target 0)
+    expected = np.mean([(0.25 + 0) / 2, (0.25 + 0) / 2, (0.25 + 0.25) / 2])
+    assert hazard.integrated_brier(curve, month) == pytest.approx(expected)
+    assert hazard.kaplan_meier(np.array([1, 2, 0, 0]), 3).tolist() == pytest.approx(
+        [0.25, 0.5, 0.5])
+    assert hazard.spread_curve(np.array([0.271]), 3)[0] == pytest.approx([0.1, 0.19, 0.271])
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def test_a_segment_ranked_at_random_is_flagged_and_the_others_are_not() -> None:
+    rng = np.random.default_rng(11)
+    rows = 3000
+    region = rng.choice(["APAC", "EMEA", "NA"], rows)
+    p = rng.beta(1, 8, rows)
+    y = (rng.random(rows) < p).astype(np.int8)
+    shuffled = p.copy()
+    apac = region == "APAC"
+    shuffled[apac] = rng.permutation(p[apac])  # same calibration-in-the-large, no ranking
+    frame = pd.DataFrame({"account_id": np.arange(rows), "region": region, "mrr": 100.0})
+    review = segment_review(frame, {"churn": (y, shuffled)}, 1e9, 1e8)
+    assert len(review["flags"]) == 1, review["flags"]
+    assert review["flags"][0].startswith("Churn model, region APAC: AUC 0.")
+    assert f"(n={int(apac.sum())})" in review["flags"][0]
+    by = review["churn"]["by"]["region"]
+    assert by["APAC"]["flags"] and not by["EMEA"]["flags"] and not by["NA"]["flags"]
+    assert by["NA"]["reviewed"] and by["NA"]["rows"] == int((region == "NA").sum())
+    assert review["worst_auc_gap"]["churn"] > 0.1
+
+
+def test_a_miscalibrated_segment_is_flagged_and_a_small_one_is_not_reviewed() -> None:
+    rng = np.random.default_rng(5)
+    rows = 4000
+    draw = rng.random(rows)
+    plan = np.where(draw < 0.03, "tiny", np.where(draw < 0.2, "starter", "growth"))
+    p = rng.beta(1, 8, rows)
+    y = (rng.random(rows) < p).astype(np.int8)
+    off = p.copy()
+    # a segment a sixth of the rows, over-predicted by 60%: the overall error stays small
+    off[plan == "starter"] = np.clip(p[plan == "starter"] * 1.6, 0, 1)
+    off[plan == "tiny"] = rng.permutation(p[plan == "tiny"])
+    frame = pd.DataFrame({"account_id": np.arange(rows), "plan": plan, "mrr": 100.0})
+    review = segment_review(frame, {"churn": (y, off)}, 1e9, 1e8)
+    assert [f.split(":")[0] for f in review["flags"]] == ["Churn model, plan starter"]
+    assert "observed, a gap of" in review["flags"][0]
+    assert not review["churn"]["by"]["plan"]["tiny"]["reviewed"]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("hazard")
+    churnlens(home, "synth", "--accounts", "700", "--months", "24", "--seed", "5",
+              "--rollouts", "8")
+    churnlens(home, "features")
+    out = churnlens(home, "train", "--json", env={"CHURNLENS_BOOTSTRAP": "0"})
+    return {"home": home, "report": json.loads(out.stdout)}
+
+
+@pytest.mark.e2e
+def test_the_hazard_model_beats_the_covariate_free_curve_out_of_time(
+        trained: dict[str, Any]) -> None:
+    figures = trained["report"]["hazard"]
+    ours, km = figures["validation"], figures["baselines"]["kaplan_meier"]
+    assert 0.75 < ours["c_td"] <= 1 and all(c > 0.7 for c in ours["c_by_month"])
+    assert km["c_td"] == 0.5
+    assert ours["ibs"] < km["ibs"]
+    assert figures["periods"] == 3 and sum(figures["churners_by_month"]) > 20
+    # the same labels: by the horizon, the hazard and the churn model agree on average
+    check = figures["horizon_check"]
+    assert abs(check["hazard_mean"] - check["churn_model_mean"]) < 0.03
+    assert abs(check["hazard_mean"] - check["observed_rate"]) < 0.03
+    assert 0 < figures["before_renewal"]["mean_probability"] < check["hazard_mean"]
+
+
+@pytest.mark.e2e
+def test_the_bundle_carries_the_hazard_and_older_bundles_still_load(
+        trained: dict[str, Any], tmp_path: Path) -> None:
+    from churnlens.features.pipeline import read_snapshots
+
+    folder = trained["home"] / "models" / "v1"
+    bundle = load_bundle(folder)
+    assert bundle.hazard is not None
+    rows = read_snapshots(trained["home"] / "features").to_pandas().head(50)
+    curve = bundle.hazard.curve(bundle.space.matrix(rows))
+    assert curve.shape == (50, 3)
+    assert ((curve >= 0) & (curve <= 1)).all() and (np.diff(curve, axis=1) >= 0).all()
+
+    older = tmp_path / "older"
+    shutil.copytree(folder, older)
+    manifest = json.loads((older / "manifest.json").read_text())
+    for name in ("hazard.lgb.txt", "hazard.json"):
+        (older / name).unlink()
+        del manifest["files"][name]
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    assert load_bundle(older).hazard is None
+
+
+@pytest.mark.e2e
+def test_the_report_reviews_segments(trained: dict[str, Any]) -> None:
+    segments = trained["report"]["segments"]
+    assert {"plan", "region", "industry", "touch"} <= set(segments["columns"])
+    assert isinstance(segments["flags"], list)
+    churn = segments["churn"]
+    assert churn["overall"]["roc_auc"] > 0.75
+    reviewed = [f for levels in churn["by"].values() for f in levels.values() if f["reviewed"]]
+    assert reviewed and all(f["rows"] >= 200 and f["positives"] >= 10 for f in reviewed)
+    assert (trained["home"] / "reports" / "runs" / trained["report"]["run_id"]
+            / "segments.json").is_file()
