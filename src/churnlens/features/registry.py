@@ -84,6 +84,23 @@ class Feature:
             yes_no="yes" if number else "no")
 
 
+    def explain_change(self, before: object, after: object) -> str:
+        """The sentence for the value now, with the value at the previous snapshot."""
+        return f"{self.explain(after).rstrip('.')} (was {self.shown(before)})"
+
+    def shown(self, value: object) -> str:
+        """A value as the sentence would show it (a share as a percentage)."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "no data"
+        if self.kind == "category":
+            return str(value)
+        number = float(value)  # type: ignore[arg-type]
+        if "{pct}" in self.sentence:  # shown as the sentence shows it: a share or a trend
+            signed = "{direction}" in self.sentence
+            return f"{number * 100:+,.0f}%" if signed else f"{_fmt(number * 100)}%"
+        return _fmt(number)
+
+
 def _fmt(number: float) -> str:
     if number == int(number) and abs(number) < 1e12:
         return f"{int(number):,}"

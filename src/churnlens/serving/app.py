@@ -89,6 +89,28 @@ class Playbook(BaseModel):
     reason: str
 
 
+class ChangeDriver(BaseModel):
+    feature: str | None = Field(description="The feature whose value changed; null for the "
+                                "rest of the change (interactions of unchanged features).")
+    before: Any = None
+    after: Any = None
+    points: float = Field(description="Percentage points of churn probability this change "
+                          "added (+) or removed (-).")
+    pillar: str | None = None
+    sentence: str
+
+
+class Change(BaseModel):
+    """What moved the score since the previous snapshot; the drivers' points sum to
+    ``churn_points``."""
+
+    previous_as_of: str
+    churn_points: float = Field(description="Change in churn probability, in points.")
+    health_points: float = Field(description="Change in the health score.")
+    summary: str
+    drivers: list[ChangeDriver]
+
+
 class RiskAnswer(BaseModel):
     account_id: str
     as_of: str = Field(description="The snapshot date whose features were used.")
@@ -102,6 +124,8 @@ class RiskAnswer(BaseModel):
     pillars: dict[str, float] = Field(description="Churn probability points per CS pillar.")
     drivers: list[Driver]
     playbook: Playbook
+    change: Change | None = Field(None, description="Since the previous snapshot; null for an "
+                                  "account new since, and in what-if answers.")
 
     model_config = {"json_schema_extra": {"examples": [{
         "account_id": "acc_000042", "as_of": "2026-01-01", "model_version": "v3",

@@ -228,7 +228,7 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
 
     @app.get("/", include_in_schema=False)
     def portfolio_page(request: Request, tier: str = "", segment: str = "", csm: str = "",
-                       playbook: str = "", q: str = "",
+                       playbook: str = "", q: str = "", sort: str = "",
                        page_number: Annotated[int, Query(alias="page", ge=1)] = 1
                        ) -> Response:
         admitted = admit(request)
@@ -248,12 +248,15 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
             chosen &= (names.fillna("").str.lower().str.contains(needle, regex=False)
                        | table["account_id"].str.lower().str.contains(needle, regex=False))
         matching = table[chosen]
+        if sort == "drop" and "health_change" in matching:  # new accounts (no change) last
+            matching = matching.sort_values("health_change", kind="stable", na_position="last")
         start = (page_number - 1) * PAGE_SIZE
         rows = answers(served, list(matching["account_id"].iloc[start:start + PAGE_SIZE]),
                        settings)
         for row in rows:
             row["name"] = name_of(served, row["account_id"])
-        filters = {"tier": tier, "segment": segment, "csm": csm, "playbook": playbook, "q": q}
+        filters = {"tier": tier, "segment": segment, "csm": csm, "playbook": playbook, "q": q,
+                   "sort": sort}
 
         def link(number: int) -> str:
             return "/?" + urlencode({**{k: v for k, v in filters.items() if v},

@@ -25,6 +25,14 @@ import pyarrow.parquet as pq
 
 from churnlens.features.registry import PILLARS_ORDER
 from churnlens.serving import explain
+from churnlens.serving.changes import (
+    CHANGE_DRIVERS,
+    Previous,
+    Side,
+    change_columns,
+    no_change_columns,
+    previous_snapshot,
+)
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle, BundleError, latest_bundle, load_bundle
@@ -82,19 +90,23 @@ def sort_riskiest(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_frame(bundle: Bundle, frame: pd.DataFrame, settings: Settings,
-                playbooks: Playbooks, *, processes: int = 1) -> pd.DataFrame:
+                playbooks: Playbooks, *, processes: int = 1,
+                previous: Previous | None = None) -> pd.DataFrame:
     """Explained scores for snapshot rows, in chunks of ``CHUNK_ROWS``.
 
     With ``processes`` > 1 the chunks are shared out over worker processes, each scoring on
     one thread: LightGBM's TreeSHAP is multi-threaded already, but the sentences and playbook
     rules are Python, which one process runs on one core.
     """
-    chunks = [frame.iloc[start:start + CHUNK_ROWS]
-              for start in range(0, len(frame), CHUNK_ROWS)]
+    spans = [range(start, min(start + CHUNK_ROWS, len(frame)))
+             for start in range(0, len(frame), CHUNK_ROWS)]
+    chunks = [(frame.iloc[span.start:span.stop],
+               previous.take(span) if previous is not None else None) for span in spans]
     if processes > 1 and len(chunks) > 1:
         parts = _score_in_processes(bundle, chunks, settings, playbooks, processes)
     else:
-        parts = [_score_chunk(bundle, chunk, settings, playbooks) for chunk in chunks]
+        parts = [_score_chunk(bundle, chunk, settings, playbooks, before)
+                 for chunk, before in chunks]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -109,12 +121,14 @@ def _start_worker(bundle_path: Path, settings: Settings, playbooks: Playbooks) -
                    settings=settings, playbooks=playbooks)
 
 
-def _score_in_worker(chunk: pd.DataFrame) -> pd.DataFrame:
-    return _score_chunk(_WORKER["bundle"], chunk, _WORKER["settings"], _WORKER["playbooks"])
+def _score_in_worker(chunk: tuple[pd.DataFrame, Previous | None]) -> pd.DataFrame:
+    return _score_chunk(_WORKER["bundle"], chunk[0], _WORKER["settings"], _WORKER["playbooks"],
+                        chunk[1])
 
 
-def _score_in_processes(bundle: Bundle, chunks: list[pd.DataFrame], settings: Settings,
-                        playbooks: Playbooks, processes: int) -> list[pd.DataFrame]:
+def _score_in_processes(bundle: Bundle, chunks: list[tuple[pd.DataFrame, Previous | None]],
+                        settings: Settings, playbooks: Playbooks, processes: int
+                        ) -> list[pd.DataFrame]:
     # spawn, not fork: the caller may be a server with threads running
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(processes, len(chunks)), mp_context=context,
@@ -123,10 +137,15 @@ def _score_in_processes(bundle: Bundle, chunks: list[pd.DataFrame], settings: Se
         return list(pool.map(_score_in_worker, chunks))
 
 
+def average_rate(bundle: Bundle) -> float:
+    """The churn rate the model was validated on: the health score's midpoint."""
+    return float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
+
+
 def _headline(bundle: Bundle, settings: Settings, meta: dict[str, Any],
               churn: np.ndarray, expansion: np.ndarray) -> dict[str, Any]:
     """The columns every score table starts with, explained or not."""
-    average = float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
+    average = average_rate(bundle)
     return {
         "account_id": np.asarray(meta["account_id"]).astype(str),
         "as_of": np.asarray(meta["as_of"]),
@@ -184,14 +203,15 @@ class Rows:
 
 
 def _score_chunk(bundle: Bundle, frame: pd.DataFrame, settings: Settings,
-                 playbooks: Playbooks) -> pd.DataFrame:
+                 playbooks: Playbooks, previous: Previous | None = None) -> pd.DataFrame:
     return score_rows(bundle, Rows.of(bundle, frame.reset_index(drop=True)), settings,
-                      playbooks)
+                      playbooks, previous)
 
 
-def score_rows(bundle: Bundle, rows: Rows, settings: Settings,
-               playbooks: Playbooks) -> pd.DataFrame:
-    """The score table's rows for ``rows``: probabilities, explanations, playbooks."""
+def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbooks,
+               previous: Previous | None = None) -> pd.DataFrame:
+    """The score table's rows for ``rows``: probabilities, explanations, playbooks, and what
+    changed since ``previous`` (the same accounts at the snapshot before, row for row)."""
     churn = explain.explain(bundle.models["churn"], rows.x)
     expansion = bundle.models["expansion"].probability(rows.x)
     pillars = explain.pillar_points(bundle.space.features, churn.points)
@@ -222,8 +242,22 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings,
             columns[column] = pd.Series([d[k][key] if len(d) > k else None for d in top],
                                         dtype=object)
     columns["drivers_json"] = [json.dumps(d, default=str) for d in top]
+    columns.update(_changes(bundle, rows, churn, headline["health_score"], previous))
     columns["model_version"] = bundle.version
     return pd.DataFrame(columns)
+
+
+def _changes(bundle: Bundle, rows: Rows, now: explain.Explained, health_now: np.ndarray,
+             previous: Previous | None) -> dict[str, Any]:
+    if previous is None or not previous.present.any():
+        return no_change_columns(len(rows))
+    earlier = Rows.of(bundle, previous.frame)
+    before = explain.explain(bundle.models["churn"], earlier.x)
+    return change_columns(
+        bundle.space.features, Side(now, rows.x, rows.values, health_now),
+        Side(before, earlier.x, earlier.values,
+             explain.health_score(before.probability, average_rate(bundle))),
+        previous.present, previous.as_of)
 
 
 def table_schema(explained: bool = True) -> pa.Schema:
@@ -240,6 +274,12 @@ def table_schema(explained: bool = True) -> pa.Schema:
             fields += [(f"driver_{k}", pa.string()), (f"driver_{k}_points", pa.float64()),
                        (f"driver_{k}_sentence", pa.string())]
         fields.append(("drivers_json", pa.string()))
+        fields += [("previous_as_of", pa.date32()), ("churn_change", pa.float64()),
+                   ("health_change", pa.float64()), ("change_summary", pa.string())]
+        for k in range(1, CHANGE_DRIVERS + 1):
+            fields += [(f"change_{k}", pa.string()), (f"change_{k}_points", pa.float64()),
+                       (f"change_{k}_sentence", pa.string())]
+        fields.append(("change_json", pa.string()))
     fields.append(("model_version", pa.string()))
     return pa.schema(fields)
 
@@ -293,7 +333,9 @@ def score(settings: Settings, *, explained: bool = True) -> ScoreRun:
     frame, as_of = latest_snapshot(settings)
     if explained:
         table = score_frame(bundle, frame, settings, load_playbooks(settings.playbooks),
-                            processes=settings.threads or os.cpu_count() or 1)
+                            processes=settings.threads or os.cpu_count() or 1,
+                            previous=previous_snapshot(settings.layout.features, as_of,
+                                                       frame["account_id"]))
     else:
         table = score_probabilities(bundle, frame, settings)
     table["drift_flag"] = drift_state(bundle, frame).flag

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from churnlens.engines import spark_session
+from churnlens.serving.changes import Previous, align, previous_partition
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.score import (
     ScoreRun,
@@ -36,8 +38,27 @@ DRIFT_SAMPLE_ROWS = 200_000
 """Snapshot rows the driver reads to compute drift: all of them up to this, a sample beyond."""
 
 
+BEFORE = "before__"
+"""Prefix of the previous snapshot's columns joined beside each account's row."""
+
+
+def _split(batch: pd.DataFrame, previous_as_of: date | None
+           ) -> tuple[pd.DataFrame, Previous | None]:
+    """A joined batch back into the snapshot rows and the previous snapshot's rows."""
+    mine = [c for c in batch.columns if not c.startswith(BEFORE)]
+    now = batch[mine].reset_index(drop=True)
+    now["as_of"] = pd.to_datetime(now["as_of"]).dt.date
+    if previous_as_of is None:
+        return now, None
+    before = batch[[c for c in batch.columns if c.startswith(BEFORE)]].reset_index(drop=True)
+    before.columns = [c[len(BEFORE):] for c in before.columns]
+    present = before["account_id"].notna().to_numpy()
+    return now, align(before[present], previous_as_of, now["account_id"])
+
+
 def _scorer(bundle_name: str, settings: Settings, playbooks: Playbooks, explained: bool,
-            schema: pa.Schema) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+            schema: pa.Schema, previous_as_of: date | None
+            ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The function each Spark task runs over its batches of snapshot rows."""
 
     def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -48,10 +69,9 @@ def _scorer(bundle_name: str, settings: Settings, playbooks: Playbooks, explaine
         # one OpenMP thread per task: Spark already runs a task per core
         with threadpool_limits(limits=1):
             for batch in batches:
-                batch = batch.reset_index(drop=True)
-                batch["as_of"] = pd.to_datetime(batch["as_of"]).dt.date
-                scored = (_score_chunk(bundle, batch, settings, playbooks) if explained
-                          else score_probabilities(bundle, batch, settings))
+                now, previous = _split(batch, previous_as_of)
+                scored = (_score_chunk(bundle, now, settings, playbooks, previous) if explained
+                          else score_probabilities(bundle, now, settings))
                 yield pa.Table.from_pandas(scored, schema=schema,
                                            preserve_index=False).to_pandas()
 
@@ -70,8 +90,15 @@ def score_on_spark(settings: Settings, *, explained: bool = True) -> ScoreRun:
     spark.sparkContext.addFile(str(bundle.path.resolve()), recursive=True)
     schema = table_schema(explained)
     snapshot = spark.read.parquet(str(path.resolve()))
-    scored = snapshot.mapInPandas(
-        _scorer(bundle.path.name, settings, playbooks, explained, schema),  # type: ignore[arg-type]
+    joined, earlier = snapshot, previous_partition(settings.layout.features, as_of)
+    if earlier is not None and explained:  # what changed needs last month's row beside this one
+        before = spark.read.parquet(str(earlier[0].resolve()))
+        before = before.select(*[before[c].alias(BEFORE + c) for c in before.columns])
+        joined = snapshot.join(before, snapshot["account_id"] == before[BEFORE + "account_id"],
+                               "left")
+    scored = joined.mapInPandas(
+        _scorer(bundle.path.name, settings, playbooks, explained, schema,  # type: ignore[arg-type]
+                earlier[1] if earlier is not None and explained else None),
         from_arrow_schema(schema))
     table = scored.toArrow().cast(schema).to_pandas()
     table["as_of"] = pd.to_datetime(table["as_of"]).dt.date

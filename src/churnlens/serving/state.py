@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from churnlens.features.pipeline import read_directory
+from churnlens.serving.changes import Previous, previous_snapshot
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.score import (
     Drift,
@@ -69,7 +70,20 @@ class ScoreTable:
             "drivers": json.loads(column["drivers_json"][row]),
             "playbook": {"name": str(column["playbook"][row]),
                          "reason": str(column["playbook_reason"][row])},
+            "change": self._change_at(row),
         }
+
+    def _change_at(self, row: int) -> dict[str, Any] | None:
+        """What moved the score since the previous snapshot; None for an account new since
+        (or a table written before churnlens kept changes)."""
+        column = self._columns
+        if "change_json" not in column or not isinstance(column["change_json"][row], str):
+            return None
+        return {"previous_as_of": str(column["previous_as_of"][row])[:10],
+                "churn_points": float(column["churn_change"][row]),
+                "health_points": float(column["health_change"][row]),
+                "summary": str(column["change_summary"][row]),
+                "drivers": json.loads(column["change_json"][row])}
 
     def answer(self, account_id: str) -> dict[str, Any]:
         return self.answer_at(self.position[account_id])
@@ -92,6 +106,8 @@ class Served:
     drift: Drift
     rows: Rows
     """The snapshot as scoring reads it, in the order of ``snapshot``."""
+    previous: Previous | None
+    """The snapshot before, row for row with ``snapshot``: what the changes are measured from."""
     position: dict[str, int]
     """Account id → its row in ``rows`` and ``snapshot``."""
     directory: pd.DataFrame
@@ -108,8 +124,9 @@ class Served:
 
 
 def _ranking_of(table: pd.DataFrame) -> pd.DataFrame:
-    columns = ["account_id", "churn_probability", "tier", "segment", "playbook"]
-    return table[columns].set_index("account_id", drop=False)
+    columns = ["account_id", "churn_probability", "tier", "segment", "playbook",
+               "health_change"]
+    return table[[c for c in columns if c in table]].set_index("account_id", drop=False)
 
 
 def stored_table(settings: Settings, bundle: Bundle, as_of: date) -> pd.DataFrame | None:
@@ -139,6 +156,8 @@ def load_served(settings: Settings) -> Served:
                   drift=drift_state(bundle, snapshot),
                   snapshot=snapshot.set_index(snapshot["account_id"].astype(str), drop=False),
                   rows=Rows.of(bundle, snapshot),
+                  previous=previous_snapshot(settings.layout.features, as_of,
+                                             snapshot["account_id"]),
                   position={str(a): i for i, a in enumerate(snapshot["account_id"])},
                   directory=_directory(settings), ranking=ranking, table=table,
                   table_source=source)
@@ -168,7 +187,7 @@ def build_table(served: Served, settings: Settings) -> Served:
                                    table=ScoreTable(scores), table_source="score table",
                                    encoded={})
     scores = score_frame(served.bundle, served.snapshot.reset_index(drop=True), settings,
-                         served.playbooks)
+                         served.playbooks, previous=served.previous)
     scores["drift_flag"] = served.drift.flag
     scores = sort_riskiest(scores)
     write_table(scores, settings.layout.scores, served.as_of)
@@ -180,8 +199,10 @@ def answers(served: Served, account_ids: list[str], settings: Settings) -> list[
     """Risk answers of known accounts, from the table or, while it is built, explained live."""
     if served.table is not None:
         return [served.table.answer(a) for a in account_ids]
-    rows = served.rows.take([served.position[a] for a in account_ids])
-    scored = ScoreTable(score_rows(served.bundle, rows, settings, served.playbooks))
+    positions = [served.position[a] for a in account_ids]
+    previous = served.previous.take(positions) if served.previous is not None else None
+    scored = ScoreTable(score_rows(served.bundle, served.rows.take(positions), settings,
+                                   served.playbooks, previous))
     return [scored.answer_at(i) for i in range(len(account_ids))]
 
 
