@@ -59,6 +59,14 @@ def build(data: Path, engine: str, out: Path) -> dict[str, Any]:
             "python_peak_rss_gb": _peak_rss_gb()}
 
 
+def build_or_fail(data: Path, engine: str, out: Path) -> dict[str, Any]:
+    """:func:`build`, with a failure reported as text (engine errors do not pickle)."""
+    try:
+        return build(data, engine, out)
+    except Exception as error:
+        return {"engine": engine, "error": f"{type(error).__name__}: {str(error)[:2000]}"}
+
+
 def largest_difference(left: Path, right: Path) -> float:
     """The largest relative difference over every numeric cell of two snapshot tables."""
     import numpy as np
@@ -100,8 +108,11 @@ def main() -> None:
     events = sum(__import__("pyarrow.parquet", fromlist=["x"]).read_metadata(p).num_rows
                  for p in (data / "usage_events").glob("*.parquet"))
     outputs = Path(tempfile.mkdtemp(prefix="churnlens-scale-"))
-    runs = [_in_child(build, data, engine, outputs / f"{engine}.parquet")
+    runs = [_in_child(build_or_fail, data, engine, outputs / f"{engine}.parquet")
             for engine in ("duckdb", "spark")]
+    for run in runs:
+        if "error" in run:
+            raise SystemExit(f"{run['engine']} failed: {run['error']}")
     print(f"\nusage events: {events:,}; snapshots: {runs[0]['rows']:,} over "
           f"{runs[0]['dates']} dates, {runs[0]['features']} features")
     print(f"{'engine':8} {'start':>8} {'validate':>9} {'features':>9} {'total':>8}")

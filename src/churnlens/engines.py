@@ -108,10 +108,20 @@ def spark_defaults(settings: Settings) -> dict[str, str]:
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{SPARK_LOGGING}",
     }
     if settings.spark_master.startswith("local"):
+        # one JVM does everything: give it half the machine, and shuffles small enough that
+        # a task's share fits in it (Spark's 200 partitions cost more than they save here)
         cores = settings.threads or os.cpu_count() or 1
-        conf["spark.sql.shuffle.partitions"] = str(2 * cores)
-        conf["spark.driver.memory"] = "4g"
+        conf["spark.sql.shuffle.partitions"] = str(max(16, 4 * cores))
+        conf["spark.driver.memory"] = f"{_half_the_memory_gb()}g"
     return conf
+
+
+def _half_the_memory_gb() -> int:
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # not a POSIX system
+        return 4
+    return max(1, min(32, total // 2 // 2**30))
 
 
 def spark_session(settings: Settings) -> SparkSession:
