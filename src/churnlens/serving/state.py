@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from churnlens.features.pipeline import read_directory
+from churnlens.features.registry import PILLARS_ORDER
 from churnlens.serving.changes import Previous, previous_snapshot
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.score import (
@@ -49,8 +50,8 @@ class ScoreTable:
         self.frame = table.reset_index(drop=True)
         self.position = {str(a): i for i, a in enumerate(self.frame["account_id"])}
         self._columns = {c: self.frame[c].to_numpy() for c in self.frame.columns}
-        self._pillars = [c for c in self.frame.columns
-                         if c.endswith("_points") and not c.startswith("driver_")]
+        self._pillars = [f"{p}_points" for p in PILLARS_ORDER  # not driver_k or change_k
+                         if f"{p}_points" in self.frame.columns]
 
     def answer_at(self, row: int) -> dict[str, Any]:
         column = self._columns
