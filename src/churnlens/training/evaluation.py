@@ -28,8 +28,9 @@ NOISE_Z = 1.96
 """...but only when the gap also exceeds this many standard errors of what sampling alone
 gives a segment of its size (Hanley-McNeil for AUC; the binomial spread of the observed rate
 under calibrated predictions), so a small segment is not flagged for its noise. Snapshots of
-one account in consecutive months are not independent, so these errors are if anything too
-small: a flag is a gap worth a look, not proof."""
+one account in consecutive months are not independent (a churn late in one window is a churn
+in the next snapshot's window too), so each error is widened by sqrt(snapshots / accounts),
+as if every account counted once. A flag is a gap worth a look, not proof."""
 
 
 def touch_segment(mrr: pd.Series, high_arr: float, mid_arr: float) -> pd.Series:
@@ -118,21 +119,22 @@ def _auc_standard_error(auc: float, positives: int, negatives: int) -> float:
     return float(np.sqrt(max(variance, 0.0)))
 
 
-def _segment_figures(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
-    rows, positives = len(y), int(y.sum())
+def _segment_figures(y: np.ndarray, p: np.ndarray, accounts: np.ndarray) -> dict[str, Any]:
+    rows, positives, distinct = len(y), int(y.sum()), len(np.unique(accounts))
     figures: dict[str, Any] = {
-        "rows": rows, "positives": positives,
+        "rows": rows, "positives": positives, "accounts": distinct,
         "rate": float(y.mean()) if rows else float("nan"),
         "mean_prediction": float(p.mean()) if rows else float("nan"),
         "reviewed": rows >= MIN_SEGMENT_ROWS and positives >= MIN_SEGMENT_POSITIVES,
     }
     if figures["reviewed"]:
+        repeated = float(np.sqrt(rows / max(distinct, 1)))
         figures["roc_auc"] = roc_auc(y, p)
         figures["ece"] = ece(y, p)
         figures["calibration_gap"] = figures["mean_prediction"] - figures["rate"]
-        figures["auc_standard_error"] = _auc_standard_error(figures["roc_auc"], positives,
-                                                            rows - positives)
-        figures["rate_standard_error"] = float(np.sqrt((p * (1 - p)).sum()) / rows)
+        figures["auc_standard_error"] = repeated * _auc_standard_error(
+            figures["roc_auc"], positives, rows - positives)
+        figures["rate_standard_error"] = repeated * float(np.sqrt((p * (1 - p)).sum()) / rows)
     return figures
 
 
@@ -168,6 +170,7 @@ def segment_review(frame: pd.DataFrame, predictions: dict[str, tuple[np.ndarray,
     the module constants, repeated under ``thresholds``).
     """
     groups = segments(frame, high_arr, mid_arr)
+    accounts = frame["account_id"].to_numpy()
     out: dict[str, Any] = {
         "thresholds": {"min_rows": MIN_SEGMENT_ROWS, "min_positives": MIN_SEGMENT_POSITIVES,
                        "auc_gap": AUC_GAP, "calibration_gap_ratio": CALIBRATION_GAP_RATIO,
@@ -183,7 +186,7 @@ def segment_review(frame: pd.DataFrame, predictions: dict[str, tuple[np.ndarray,
             by[column] = {}
             for level in sorted(set(values)):
                 mask = values == level
-                figures = _segment_figures(y[mask], p[mask])
+                figures = _segment_figures(y[mask], p[mask], accounts[mask])
                 figures["flags"] = segment_flags(target, column, level, figures, overall)
                 out["flags"].extend(figures["flags"])
                 if figures["reviewed"] and np.isfinite(figures["roc_auc"]):
