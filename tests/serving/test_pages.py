@@ -156,6 +156,30 @@ def test_sign_in_filter_open_an_account_what_if_and_the_model(
     _shot(browser, "model")
 
 
+def test_biggest_drops_first_and_what_changed(browser: webdriver.Chrome,
+                                             site: dict[str, Any]) -> None:
+    _sign_in(browser, site, "read")
+    WebDriverWait(browser, 60).until(  # the server explains the table in the background
+        lambda b: b.get(site["base"] + "/") or "explaining live" not in b.page_source)
+    Select(browser.find_element(By.ID, "filter-sort")).select_by_value("drop")
+    browser.find_element(By.ID, "apply-filters").click()
+    _arrive(browser, "sort=drop")
+    assert "biggest health drop first" in browser.find_element(By.ID, "match-count").text
+    assert browser.find_element(By.ID, "arr-at-risk").text.replace(",", "").isdigit()
+    changes = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "td.change")]
+    numbers = [int(text) for text in changes if text != "new"]
+    assert numbers and numbers[0] < 0 and numbers == sorted(numbers)
+    browser.find_elements(By.CSS_SELECTOR, "#accounts .account-link")[0].click()
+    _arrive(browser, "/accounts/")
+    section = browser.find_element(By.ID, "what-changed")
+    assert "What changed since" in section.text
+    assert browser.find_element(By.ID, "change-summary").text.startswith(
+        f"Health fell {-numbers[0]} points")
+    movers = browser.find_elements(By.CSS_SELECTOR, "#change-drivers li")
+    assert movers and "(was " in movers[0].text
+    _shot(browser, "what-changed")
+
+
 def test_a_narrow_screen_and_names_shown_as_text(browser: webdriver.Chrome,
                                                  site: dict[str, Any]) -> None:
     _sign_in(browser, site, "read")

@@ -57,6 +57,7 @@ from churnlens.serving.state import (
     build_table,
     encoded_answer,
     load_served,
+    revenue_of,
 )
 from churnlens.settings import Settings
 from churnlens.training.bundle import BundleError
@@ -120,6 +121,9 @@ class RiskAnswer(BaseModel):
     tier: str
     health_score: int
     segment: str
+    arr: float | None = Field(None, description="Annual recurring revenue at the snapshot.")
+    arr_at_risk: float | None = Field(None, description="Churn probability x ARR: the revenue "
+                                      "expected to be lost over the horizon.")
     failing_pillar: str | None
     pillars: dict[str, float] = Field(description="Churn probability points per CS pillar.")
     drivers: list[Driver]
@@ -184,9 +188,20 @@ class KpiAnswer(BaseModel):
                                          "`health_tiers` where a score table exists.")
 
 
+class Revenue(BaseModel):
+    """Sums over every account the filters match (not only this page)."""
+
+    accounts: int
+    arr: float = Field(description="Their ARR.")
+    arr_at_risk: float = Field(description="Sum of churn probability x ARR: the ARR expected "
+                               "to churn over the horizon (probabilities are calibrated, so "
+                               "they add up).")
+
+
 class Portfolio(BaseModel):
     accounts: list[RiskAnswer]
     next_cursor: str | None
+    revenue: Revenue | None = None
 
 
 class _Metrics:
@@ -561,7 +576,8 @@ def create_app(settings: Settings) -> FastAPI:
         page = table.iloc[start:start + limit]
         following = start + limit
         return _json({"accounts": answers(state, list(page["account_id"]), settings),
-                      "next_cursor": str(following) if following < len(table) else None})
+                      "next_cursor": str(following) if following < len(table) else None,
+                      "revenue": revenue_of(table)})
 
     @app.post("/v1/admin/reload", tags=["operations"], response_model=ReloadAnswer,
               openapi_extra=secured("admin"), responses={**key_refusals("admin"),

@@ -31,7 +31,14 @@ from churnlens.features.store import PART, SNAPSHOTS
 from churnlens.serving.guards import MAX_WHAT_IF, RateLimiter
 from churnlens.serving.keys import KeyRecord, KeyStore
 from churnlens.serving.score import score_probabilities, score_rows
-from churnlens.serving.state import Runtime, ScoreTable, Served, answers, name_of
+from churnlens.serving.state import (
+    Runtime,
+    ScoreTable,
+    Served,
+    answers,
+    name_of,
+    revenue_of,
+)
 from churnlens.settings import Settings
 
 PAGE_SIZE = 50
@@ -270,7 +277,7 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
         tiers = served.ranking["tier"].value_counts().to_dict()
         return page(request, "portfolio.html", user=user, served=served, rows=rows,
                     cards=cards, kpi_problem=runtime.kpi_problem, tiers=tiers,
-                    filters=filters, total=len(matching),
+                    filters=filters, total=len(matching), revenue=revenue_of(matching),
                     options={"tier": ["high", "medium", "low"],
                              "segment": sorted(set(served.ranking["segment"])),
                              "csm": sorted({c for c in served.directory["csm"]

@@ -156,7 +156,18 @@ def _headline(bundle: Bundle, settings: Settings, meta: dict[str, Any],
         "segment": touch_segment(pd.Series(meta["mrr"]), settings.high_touch_arr,
                                  settings.mid_touch_arr).to_numpy()
         if "mrr" in meta else np.full(len(churn), "unknown"),
+        **revenue_at_risk(meta, churn),
     }
+
+
+def revenue_at_risk(meta: dict[str, Any], churn: np.ndarray) -> dict[str, np.ndarray]:
+    """ARR now and the ARR the churn probability puts at risk (probability x ARR): the
+    expected revenue lost over the horizon, which adds up over a segment, a CSM's book or the
+    portfolio because the probabilities are calibrated."""
+    mrr = (pd.to_numeric(pd.Series(meta["mrr"]), errors="coerce").to_numpy(float)
+           if "mrr" in meta else np.full(len(churn), np.nan))
+    arr = 12.0 * mrr
+    return {"arr": arr, "arr_at_risk": churn * arr}
 
 
 def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
@@ -265,7 +276,8 @@ def table_schema(explained: bool = True) -> pa.Schema:
     :func:`score_probabilities` build them (Spark needs them before it scores a row)."""
     fields = [("account_id", pa.string()), ("as_of", pa.date32()),
               ("churn_probability", pa.float64()), ("expansion_probability", pa.float64()),
-              ("tier", pa.string()), ("health_score", pa.int64()), ("segment", pa.string())]
+              ("tier", pa.string()), ("health_score", pa.int64()), ("segment", pa.string()),
+              ("arr", pa.float64()), ("arr_at_risk", pa.float64())]
     if explained:
         fields += [(f"{pillar}_points", pa.float64()) for pillar in PILLARS_ORDER]
         fields += [("failing_pillar", pa.string()), ("playbook", pa.string()),

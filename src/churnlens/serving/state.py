@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from churnlens.features.pipeline import read_directory
@@ -65,6 +66,8 @@ class ScoreTable:
             "tier": str(column["tier"][row]),
             "health_score": int(column["health_score"][row]),
             "segment": str(column["segment"][row]),
+            **{name: _number(column[name][row]) for name in ("arr", "arr_at_risk")
+               if name in column},
             "failing_pillar": failing if isinstance(failing, str) else None,
             "pillars": {name[:-len("_points")]: float(column[name][row])
                         for name in self._pillars},
@@ -124,9 +127,21 @@ class Served:
         return account_id in self.position
 
 
+def _number(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def revenue_of(ranking: pd.DataFrame) -> dict[str, float | int] | None:
+    """ARR and ARR at risk summed over these accounts (a segment, a CSM's book, all)."""
+    if "arr_at_risk" not in ranking:
+        return None
+    return {"accounts": len(ranking), "arr": float(np.nansum(ranking["arr"])),
+            "arr_at_risk": float(np.nansum(ranking["arr_at_risk"]))}
+
+
 def _ranking_of(table: pd.DataFrame) -> pd.DataFrame:
     columns = ["account_id", "churn_probability", "tier", "segment", "playbook",
-               "health_change"]
+               "health_change", "arr", "arr_at_risk"]
     return table[[c for c in columns if c in table]].set_index("account_id", drop=False)
 
 
