@@ -308,6 +308,14 @@ def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
         if oracle:
             console.print(f"{target}: model AUC is {oracle['auc_ratio']:.3f} x the oracle's "
                           "(the simulation's true probabilities)")
+    hazard = report.get("hazard") or {}
+    if "validation" in hazard:
+        ours, base = hazard["validation"], hazard["baselines"]
+        console.print(f"churn month (hazard): C-td {ours['c_td']:.3f}, integrated Brier "
+                      f"{ours['ibs']:.4f} (Kaplan-Meier {base['kaplan_meier']['ibs']:.4f}, "
+                      f"churn model spread {base['churn_model_spread']['ibs']:.4f})")
+    for flag in (report.get("segments") or {}).get("flags", []):
+        console.print(f"[yellow]segment: {flag}[/]")
     colour = "green" if report["promoted"] else "yellow"
     console.print(f"[{colour}]{report['reason']}[/]")
 
@@ -520,8 +528,10 @@ def serve_api(
     os.environ["CHURNLENS_HOME"] = str(settings.home.resolve())
     os.environ["CHURNLENS_CHAMPION_SOURCE"] = settings.champion_source
     console.print(f"Serving on http://{host}:{port} (docs at /docs)")
+    # a worker explaining the score table in the background can be slow to answer uvicorn's
+    # 5-second health check, and a missed check silently replaces the worker
     uvicorn.run("churnlens.serving.main:app", host=host, port=port, workers=workers,
-                factory=True, log_level="warning")
+                factory=True, log_level="warning", timeout_worker_healthcheck=60)
 
 
 # --------------------------------------------------------------------------- kpis

@@ -102,7 +102,9 @@ class Feature:
 
 
 def _fmt(number: float) -> str:
-    if number == int(number) and abs(number) < 1e12:
+    if not math.isfinite(number):
+        return "unknown"
+    if abs(number) < 1e12 and number == int(number):
         return f"{int(number):,}"
     return f"{number:,.1f}" if abs(number) >= 10 else f"{number:,.2f}"
 
