@@ -273,8 +273,8 @@ def features(
     report_file = write_report(run.report, settings.layout.reports / "features.json")
     print_feature_report(run.report)
     console.print(f"Snapshots written to [bold]{run.output}[/] "
-                  f"({len(run.computed)} dates computed on {history.backend.name}, "
-                  f"{len(run.reused)} reused)")
+                  f"({len(run.computed)} dates computed, {len(run.reused)} reused) "
+                  f"on {history.backend.name}")
     console.print(f"Report written to [bold]{report_file}[/]")
 
 

@@ -63,7 +63,7 @@ def test_spark_builds_the_same_features_and_labels(company: Path, tmp_path: Path
     result = churnlens(home, "features", "--backend", "spark",
                        env={"CHURNLENS_NOW": NOW, "CHURNLENS_SPARK_MASTER": "local[2]"},
                        timeout=900)
-    assert "computed on pyspark" in result.stdout
+    assert "reused) on pyspark" in result.stdout
     expected, actual = _snapshots(company), _snapshots(home)
     assert_same_frames(expected, actual, "spark vs duckdb")
     assert {"churned", "expanded"} <= set(actual.columns)
@@ -78,7 +78,7 @@ def test_postgres_builds_the_same_features_and_labels(company: Path, tmp_path: P
                                "surveys"}
         churnlens(home, "validate", "--data", url, env={"CHURNLENS_NOW": NOW})
         result = churnlens(home, "features", "--data", url, env={"CHURNLENS_NOW": NOW})
-        assert "computed on postgres" in result.stdout
+        assert "reused) on postgres" in result.stdout
         # a folder with --backend postgres is a mistake the CLI explains
         wrong = churnlens(home, "features", "--backend", "postgres", check=False)
         assert wrong.returncode == 2 and "postgresql://" in wrong.stderr
@@ -87,7 +87,7 @@ def test_postgres_builds_the_same_features_and_labels(company: Path, tmp_path: P
 
 def test_spark_scoring_equals_local_scoring(company: Path, tmp_path: Path) -> None:
     home = _fresh_home(company, tmp_path, "raw", "features")
-    churnlens(home, "train", "--seed", "3")
+    churnlens(home, "train", "--seed", "3", env={"CHURNLENS_BOOTSTRAP": "0"})
     churnlens(home, "score", "--top", "0")
     local = pd.read_parquet(next((home / "scores").glob("*.parquet")))
     result = churnlens(home, "score", "--backend", "spark", "--top", "3",

@@ -155,7 +155,7 @@ def test_a_cursor_this_api_never_gave_out_is_422_or_an_empty_page(
     response = httpx.get(f"{server['base']}/v1/accounts", params={"cursor": cursor},
                          headers={"X-API-Key": server["keys"]["read"]})
     if cursor.isascii() and cursor.isdigit():
-        assert response.status_code == 200 and response.json() == {"accounts": [],
-                                                                    "next_cursor": None}
+        assert response.status_code == 200
+        assert response.json()["accounts"] == [] and response.json()["next_cursor"] is None
     else:
         assert response.status_code == 422 and "cursor" in response.json()["detail"]
