@@ -418,7 +418,7 @@ def score(
         else:
             with console.status("Scoring..."):
                 run = run_score(settings, explained=explained)
-    except (BundleError, FileNotFoundError, PlaybookError) as error:
+    except (BundleError, FileNotFoundError, PlaybookError, EngineError) as error:
         errors.print(f"[red]Cannot score:[/] {error}")
         raise typer.Exit(2) from None
     rows = riskiest(run.table, top)

@@ -135,7 +135,12 @@ def spark_session(settings: Settings) -> SparkSession:
     builder = SparkSession.builder.master(settings.spark_master).appName("churnlens")
     for key, value in conf.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    try:
+        session = builder.getOrCreate()
+    except Exception as error:  # no Java, a wrong master URL, a cluster that refuses us
+        raise EngineError(f"cannot start Spark (master {settings.spark_master!r}): "
+                          f"{str(error).strip().splitlines()[0][:300]}. Spark needs Java 17 "
+                          "or newer (`make engines` installs it)") from error
     session.sparkContext.setLogLevel("ERROR")
     return session
 

@@ -96,3 +96,12 @@ def test_spark_scoring_equals_local_scoring(company: Path, tmp_path: Path) -> No
     spark = pd.read_parquet(next((home / "scores").glob("*.parquet")))
     assert_same_frames(local, spark, "spark scores vs local scores")
     assert spark["driver_1_sentence"].notna().all()
+
+
+def test_spark_that_cannot_start_is_a_clear_error(company: Path, tmp_path: Path) -> None:
+    home = _fresh_home(company, tmp_path, "raw")
+    result = churnlens(home, "features", "--backend", "spark", check=False,
+                       env={"CHURNLENS_SPARK_MASTER": "nowhere://cluster"})
+    assert result.returncode == 2, result.stderr
+    assert "cannot start Spark (master 'nowhere://cluster')" in result.stderr
+    assert "Traceback" not in result.stderr
