@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from churnlens.features.registry import REGISTRY, load_all
-from churnlens.features.store import PART, partition_dir, read_manifest
+from churnlens.features.store import PART, partition_dir
 from churnlens.serving import explain
+from churnlens.training.matrix import snapshot_dates
 
 CHANGE_DRIVERS = 3
 """Movers the score table keeps as columns; the JSON column keeps ``explain.TOP_DRIVERS``."""
@@ -46,9 +47,7 @@ class Previous:
 
 def previous_partition(features_root: Path, as_of: date) -> tuple[Path, date] | None:
     """The file and date of the latest snapshot before ``as_of``, if there is one."""
-    manifest = read_manifest(features_root) or {}
-    earlier = sorted(d for d in (date.fromisoformat(e["as_of"])
-                                 for e in manifest.get("partitions") or []) if d < as_of)
+    earlier = [d for d in snapshot_dates(features_root) if d < as_of]
     if not earlier or not (partition_dir(features_root, earlier[-1]) / PART).is_file():
         return None
     return partition_dir(features_root, earlier[-1]) / PART, earlier[-1]

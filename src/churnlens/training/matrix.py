@@ -89,15 +89,19 @@ def load_snapshots(features_root: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
     return frame, tuple(manifest["features"])
 
 
+def snapshot_dates(features_root: Path) -> list[date]:
+    """Every stored snapshot date, oldest first, as the manifest lists them."""
+    partitions = (read_manifest(features_root) or {}).get("partitions") or []
+    return sorted(date.fromisoformat(entry["as_of"]) for entry in partitions)
+
+
 def latest_partition(features_root: Path) -> tuple[Path, date]:
     """The newest snapshot date and the file holding its rows."""
-    manifest = read_manifest(features_root)
-    partitions = (manifest or {}).get("partitions") or []
-    if not partitions:
+    dates = snapshot_dates(features_root)
+    if not dates:
         raise FileNotFoundError(
             f"no feature snapshots under {features_root}: run `churnlens features` first")
-    as_of = max(date.fromisoformat(entry["as_of"]) for entry in partitions)
-    return partition_dir(features_root, as_of) / PART, as_of
+    return partition_dir(features_root, dates[-1]) / PART, dates[-1]
 
 
 def load_latest_snapshot(features_root: Path) -> tuple[pd.DataFrame, date]:
