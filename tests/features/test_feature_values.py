@@ -415,3 +415,25 @@ def test_distinct_features_count_past_one_mask_word(tmp_path: Any) -> None:
     assert cara["features_used_30d"] == before + 130
     assert cara["features_used_90d"] == EXPECTED["features_used_90d"][ACCOUNTS.index("cara")] \
         + 130
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["as written", "rows reversed"])
+def test_last_nps_breaks_a_tie_on_responded_at_by_response_id(tmp_path: Any,
+                                                              reverse: bool) -> None:
+    """Two answers given at the same moment: the latest is the one with the greater
+    response_id, whatever order the rows arrive in; a greater id given earlier does not win."""
+    tables = company()
+    tied = _rows(("response_id", "account_id", "user_id", "responded_at", "score", "comment"), [
+        ("rC1", "cara", "c-u1", at(-2, 10), 3, None),
+        ("rC3", "cara", "c-u2", at(-2, 10), 8, None),
+        ("rC2", "cara", "c-u3", at(-2, 10), 5, None),
+        ("rC9", "cara", "c-u1", at(-5, 10), 0, None),  # greatest id, but earlier
+    ])
+    tables["surveys"] += tied[::-1] if reverse else tied
+    history = validate_history(open_source(write_tables(tmp_path / "raw", tables), Mapping()),
+                               now=NOW, strict=True)
+    spec = SnapshotSpec(history_end=date(2024, 7, 1))
+    out = snapshot_table(history.tables, history.backend, spec,
+                         plan(history.tables, spec, dates=[T])).execute()
+    assert out.loc[out["account_id"] == "cara", "last_nps"].item() == 8
+    assert out.loc[out["account_id"] == "acme", "last_nps"].item() == EXPECTED["last_nps"][0]

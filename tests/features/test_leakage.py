@@ -224,19 +224,6 @@ def _survey(draw: Draw, response_id: str, account_ids: list[str],
             "comment": draw(st.sampled_from(["ok", None]))}
 
 
-def _distinct_survey_times(surveys: list[Row]) -> list[Row]:
-    """One answer per (account, responded_at): ``last_nps`` picks the latest answer, and two
-    answers at the same microsecond have no "latest" to pick, whatever the future holds."""
-    seen: set[tuple[str, datetime]] = set()
-    kept = []
-    for row in surveys:
-        key = (row["account_id"], row["responded_at"])
-        if key not in seen:
-            seen.add(key)
-            kept.append(row)
-    return kept
-
-
 ANYWHERE = ((-400, 200),)
 
 
@@ -288,7 +275,7 @@ def companies(draw: Draw) -> Tables:
     surveys = [_survey(draw, new_id("r"), ids, ((-400, 200),))
                for _ in range(draw(st.integers(1, 10)))]
     return {"accounts": accounts, "subscriptions": subscriptions, "usage_events": events,
-            "tickets": tickets, "surveys": _distinct_survey_times(surveys)}
+            "tickets": tickets, "surveys": surveys}
 
 
 def _change_rows(draw: Draw, rows: list[Row], mutable: Callable[[Row], bool],
@@ -405,10 +392,10 @@ def future_changes(draw: Draw, company: Tables) -> Tables:
                              and draw(st.booleans())) else t
         for t in tickets]
 
-    tables["surveys"] = _distinct_survey_times(_change_rows(
+    tables["surveys"] = _change_rows(
         draw, tables["surveys"], lambda r: r["responded_at"] >= AS_OF_DT,
         lambda row: _survey(draw, row["response_id"], ids, future),
-        lambda: _survey(draw, new_id("r"), ids, future)))
+        lambda: _survey(draw, new_id("r"), ids, future))
     return tables
 
 
@@ -439,10 +426,10 @@ def changes_outside_label_window(draw: Draw, company: Tables, sub_cutoff: int | 
     tables["tickets"] = _change_rows(draw, tables["tickets"], lambda r: True,
                                      lambda row: _ticket(draw, row["ticket_id"], ids, ANYWHERE),
                                      lambda: _ticket(draw, new_id("t"), ids, ANYWHERE))
-    tables["surveys"] = _distinct_survey_times(_change_rows(
+    tables["surveys"] = _change_rows(
         draw, tables["surveys"], lambda r: True,
         lambda row: _survey(draw, row["response_id"], ids, ANYWHERE),
-        lambda: _survey(draw, new_id("r"), ids, ANYWHERE)))
+        lambda: _survey(draw, new_id("r"), ids, ANYWHERE))
     return tables
 
 

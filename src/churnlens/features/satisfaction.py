@@ -15,8 +15,11 @@ def _share(condition: ir.BooleanValue, window: ir.BooleanValue) -> ir.Value:
 @feature(pillar="satisfaction", unit="NPS (0-10)", higher_is_riskier=False,
          sentence="Last NPS answer: {value} out of 10")
 def last_nps(surveys: ir.Table) -> ir.Value:
-    """Score of the most recent NPS answer in the 365 days before as_of."""
-    return surveys.score.argmin(surveys.recency_seconds)
+    """Score of the most recent NPS answer in the 365 days before as_of.
+
+    Two answers given at the same moment: the one with the greater ``response_id``.
+    """
+    return surveys.score.argmax(surveys.answer_order)
 
 
 @feature(pillar="satisfaction", unit="NPS (0-10)", window_days=180, higher_is_riskier=False,

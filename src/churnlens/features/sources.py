@@ -372,15 +372,20 @@ def tickets_seen(tickets: ir.Table, grid: Grid) -> ir.Table:
 
 
 def surveys_seen(surveys: ir.Table, grid: Grid) -> ir.Table:
-    """NPS answers given in the 365 days before as_of."""
+    """NPS answers given in the 365 days before as_of.
+
+    ``answer_order`` numbers an account's answers by ``responded_at``, then ``response_id``:
+    the latest answer has the highest number, and two answers given at the same moment are
+    told apart by their ids, so the latest is always one and the same answer. Later answers
+    only add numbers after it; they never reorder the ones before as_of.
+    """
     g = grid.table
-    s = surveys.mutate(day=_day(surveys.responded_at))
+    s = surveys.mutate(day=_day(surveys.responded_at), answer_order=ibis.row_number().over(
+        group_by="account_id", order_by=[surveys.responded_at, surveys.response_id]))
     joined = s.join(g, [s.day < g.as_of_day, s.day >= g.as_of_day - SURVEY_LOOKBACK_DAYS])
     return joined.select(
-        "account_id", "as_of", "response_id", "score",
+        "account_id", "as_of", "response_id", "score", "answer_order",
         age=joined.as_of_day - joined.day,
-        recency_seconds=joined.as_of.cast("timestamp(6)").epoch_seconds()
-        - joined.responded_at.epoch_seconds(),
     )
 
 
