@@ -68,6 +68,9 @@ class SnapshotPlan:
     absent_reason: dict[str, str] = field(default_factory=dict)
     history_start: date | None = None
     history_end: date | None = None
+    event_names: tuple[str, ...] | None = None
+    """The product features (event names) in the history, read in the same scan as its span;
+    None: the build reads them itself."""
 
 
 # --------------------------------------------------------------------------- the grid
@@ -75,12 +78,20 @@ class SnapshotPlan:
 
 def history_span(tables: dict[str, ir.Table]) -> tuple[date, date]:
     """First day of the history and the first day after it, from the usage events."""
+    start, end, _ = history_span_and_events(tables)
+    return start, end
+
+
+def history_span_and_events(tables: dict[str, ir.Table]) -> tuple[date, date, tuple[str, ...]]:
+    """The history's span and its event names, from one scan of the usage events."""
     events = tables["usage_events"]
-    first, last = events.aggregate(first=events.event_ts.min(),
-                                   last=events.event_ts.max()).execute().iloc[0]
-    if first is None or str(first) == "NaT":
+    per_event = events.group_by("event").aggregate(
+        first=events.event_ts.min(), last=events.event_ts.max()).execute()
+    if per_event.empty:
         raise ValueError("usage_events is empty: there is no history to build snapshots from")
-    return first.date(), last.date() + timedelta(days=1)
+    first, last = per_event["first"].min(), per_event["last"].max()
+    names = tuple(sorted(per_event["event"].dropna()))
+    return first.date(), last.date() + timedelta(days=1), names
 
 
 def grid_dates(start: date, end: date, grid: str, first: date | None = None) -> list[date]:
@@ -241,12 +252,13 @@ def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
 
     reasons = {name: "needs " + ", ".join(sorted(set(needs_of(name)) - present_tables))
                for name in absent}
-    start, end = history_span(tables)
+    start, end, event_names = history_span_and_events(tables)
     start = spec.history_start or start
     end = spec.history_end or end
     chosen = dates if dates is not None else grid_dates(start, end, spec.grid, spec.first_as_of)
     return SnapshotPlan(dates=tuple(chosen), features=features, absent_features=absent,
-                        absent_reason=reasons, history_start=start, history_end=end)
+                        absent_reason=reasons, history_start=start, history_end=end,
+                        event_names=event_names)
 
 
 def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec: SnapshotSpec,
@@ -257,7 +269,9 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     needed_sources = {REGISTRY[n].source for n in names}
     events = tables["usage_events"]
     # the product features (event names) seen, for the masks that count distinct ones
-    event_names = tuple(events.select("event").distinct().execute()["event"].dropna())
+    event_names = snapshot_plan.event_names
+    if event_names is None:
+        event_names = tuple(events.select("event").distinct().execute()["event"].dropna())
     rollups = sources.roll_up_events(events, tables["accounts"], grid, spec.key_events,
                                      event_names)
     usage = sources.usage_by_user(rollups, grid)
@@ -292,8 +306,12 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
         if not mine:
             continue
         if source in AGGREGATED_SOURCES:
-            part = relation.group_by([ENTITY, TIMESTAMP]).aggregate(
+            # usage rows carry the hashed account: sum first, then name the few sums
+            key = "account" if "account" in relation.columns else ENTITY
+            part = relation.group_by([key, TIMESTAMP]).aggregate(
                 **{n: REGISTRY[n].compute(relation) for n in mine})
+            if key == "account":
+                part = part.join(rollups.id_of, "account").drop("account")
         else:
             assert source in STATE_SOURCES
             part = relation.select(ENTITY, TIMESTAMP,
@@ -301,10 +319,13 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
         wide = wide.pipe(attach, part, [ENTITY, TIMESTAMP])
     wide = wide.mutate(**{n: wide[n].fill_null(REGISTRY[n].fill) for n in names
                           if REGISTRY[n].fill is not None and n in wide.columns})
-    for name in names:
-        spec_ = REGISTRY[name]
-        if spec_.source == "features":
-            wide = wide.mutate(**{name: spec_.compute(wide)})
+    # derived features, as few steps as their inputs allow: one nested select per feature
+    # made compiling the whole expression cost more than a second
+    pending = [n for n in names if REGISTRY[n].source == "features"]
+    while pending:
+        ready = [n for n in pending if not set(REGISTRY[n].inputs) & set(pending)] or pending[:1]
+        wide = wide.mutate(**{n: REGISTRY[n].compute(wide) for n in ready})
+        pending = [n for n in pending if n not in ready]
 
     if spec.churn_definition == "subscription":
         labels = subscription_labels(tables["subscriptions"], grid, pop, spec)

@@ -282,7 +282,8 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
     ``active_30`` counts a user once, on their first active bucket in the last 30 days, so its
     sum is the distinct active users; ``events_30`` carries the events in that window, and so
     on. Users of an account that share (bucket, previous bucket) are summed into one row
-    first, which is what keeps the join to the snapshots small.
+    first, which is what keeps the join to the snapshots small. Rows carry the hashed
+    ``account``: the features are summed per (account, as_of) before ``id_of`` names them.
     """
     joined = _in_windows(rollups, grid, rollups.cohorts)
 
@@ -303,16 +304,17 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
         key_30=joined.key_events * joined.w30,
         last_age=joined.as_of_day - joined.last_day,
     )
-    return rows.join(rollups.id_of, "account").drop("account")
+    return rows
 
 
 def user_activity_30d(rollups: EventRollups, grid: Grid) -> ir.Table:
-    """One row per (account, as_of, user) active in the last 30 days, with their events."""
+    """One row per (hashed account, as_of, user) active in the last 30 days, with their
+    events."""
     joined = _in_windows(rollups, grid, rollups.per_user)
     joined = joined.filter(joined.w30 == 1)
     per_user = joined.group_by(["account", "as_of", "user"]).aggregate(
         events_30=joined.events.sum())
-    return per_user.join(rollups.id_of, "account").drop("account")
+    return per_user
 
 
 def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
@@ -328,7 +330,8 @@ def last_activity(events: ir.Table, grid: Grid, lookback_days: int) -> ir.Table:
 
 
 def usage_by_feature(rollups: EventRollups, grid: Grid) -> ir.Table:
-    """Per (account, as_of) rows of feature masks by window; OR them, count the bits."""
+    """Per (hashed account, as_of) rows of feature masks by window; OR them, count the
+    bits."""
     masks = [f"feature_mask_{k}" for k in range(rollups.mask_words)]
     cohorts = rollups.cohorts
     per_bucket = cohorts.group_by(["account", "bucket"]).aggregate(
@@ -338,7 +341,7 @@ def usage_by_feature(rollups: EventRollups, grid: Grid) -> ir.Table:
         "account", "as_of",
         **{f"{window}_{m}": joined[m] * joined[window]
            for window in ("w30", "prev30", "w90") for m in masks})
-    return rows.join(rollups.id_of, "account").drop("account")
+    return rows
 
 
 def distinct_features(feature_usage: ir.Table, window: str) -> ir.IntegerValue:
