@@ -261,6 +261,25 @@ def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
                         event_names=event_names)
 
 
+def _attach_all(pop: ir.Table, parts: list[ir.Table]) -> ir.Table:
+    """``pop`` with every part's columns, one left join per part on (account_id, as_of).
+
+    One flat chain of joins and one select: attaching the parts one by one nests a select
+    per part, and compiling that nesting cost more than a second on the full registry.
+    """
+    chain = pop
+    for index, part in enumerate(parts):
+        keys = {f"_key{index}_{ENTITY}": ENTITY, f"_key{index}_{TIMESTAMP}": TIMESTAMP}
+        part = part.rename(keys)
+        entity, timestamp = keys
+        chain = chain.left_join(part, [chain[ENTITY] == part[entity],
+                                       chain[TIMESTAMP] == part[timestamp]])
+    columns = [*pop.columns]
+    for part in parts:
+        columns += [c for c in part.columns if c not in (ENTITY, TIMESTAMP)]
+    return chain.select(*columns)
+
+
 def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec: SnapshotSpec,
                    snapshot_plan: SnapshotPlan) -> ir.Table:
     """The snapshot expression: population, features in registry order, labels, ``labelled``."""
@@ -300,7 +319,7 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
         relations["onboarding"] = sources.onboarding_state(
             tables["accounts"], rollups, tables.get("subscriptions"), pop)
 
-    wide = pop
+    parts: list[ir.Table] = []
     for source, relation in relations.items():
         mine = [n for n in names if REGISTRY[n].source == source]
         if not mine:
@@ -316,7 +335,8 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
             assert source in STATE_SOURCES
             part = relation.select(ENTITY, TIMESTAMP,
                                    **{n: REGISTRY[n].compute(relation) for n in mine})
-        wide = wide.pipe(attach, part, [ENTITY, TIMESTAMP])
+        parts.append(part)
+    wide = _attach_all(pop, parts)
     wide = wide.mutate(**{n: wide[n].fill_null(REGISTRY[n].fill) for n in names
                           if REGISTRY[n].fill is not None and n in wide.columns})
     # derived features, as few steps as their inputs allow: one nested select per feature
