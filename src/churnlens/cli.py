@@ -314,6 +314,10 @@ def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
         console.print(f"churn month (hazard): C-td {ours['c_td']:.3f}, integrated Brier "
                       f"{ours['ibs']:.4f} (Kaplan-Meier {base['kaplan_meier']['ibs']:.4f}, "
                       f"churn model spread {base['churn_model_spread']['ibs']:.4f})")
+        if "served" in hazard:
+            served = hazard["served"]
+            console.print(f"  as served (scaled to the churn probability): C-td "
+                          f"{served['c_td']:.3f}, integrated Brier {served['ibs']:.4f}")
     for flag in (report.get("segments") or {}).get("flags", []):
         console.print(f"[yellow]segment: {flag}[/]")
     colour = "green" if report["promoted"] else "yellow"
@@ -435,6 +439,73 @@ def score(
     console.print(table)
     console.print(f"{len(run.table):,} accounts scored in {run.seconds:.1f}s; score table "
                   f"written to [bold]{run.parquet}[/] and [bold]{run.csv}[/]")
+
+
+@app.command()
+def forecast(
+    quarters: Annotated[int, typer.Option(min=1, help="Past quarter starts to backtest (the "
+                                          "latest labelled snapshot dates).")] = 12,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Next quarter's gross and net revenue retention, with an interval, and its backtest.
+
+    The forecast sums, over the accounts of the latest snapshot, what churn and expansion
+    are expected to do to their ARR (the champion's calibrated probabilities, and what each
+    outcome did to ARR in history). The backtest refits the champion's model shape at past
+    quarter starts on what was known then and compares each forecast with the ARR the accounts
+    held a quarter later: its error and how often the interval held the truth. Written to
+    HOME/reports/forecast.json.
+    """
+    from churnlens.serving.forecasting import report_path, run_forecast
+    from churnlens.training.bundle import BundleError
+
+    settings = _settings()
+    try:
+        with console.status("Backtesting the revenue forecast on past quarters..."):
+            report = run_forecast(settings, quarters)
+    except (BundleError, FileNotFoundError) as error:
+        errors.print(f"[red]Cannot forecast:[/] {error}")
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+        return
+    ahead = Table(title=f"Next {report['backtest']['horizon_days']} days from {report['as_of']} "
+                  f"(model {report['model_version']}, "
+                  f"{report['backtest']['level']:.0%} intervals)")
+    for column in ("accounts", "ARR", "ARR at risk", "expected expansion", "GRR", "NRR"):
+        ahead.add_column(column, justify="right")
+    ahead.add_column("group", justify="left")
+    for group, revenue in report["forecast"].items():
+        if not revenue or not revenue.get("forecast"):
+            continue
+        guess = revenue["forecast"]
+        ahead.add_row(f"{revenue['accounts']:,}", f"{revenue['arr']:,.0f}",
+                      f"{revenue['arr_at_risk']:,.0f}",
+                      f"{revenue['expected_expansion_arr']:,.0f}",
+                      *[f"{guess[m]['expected']:.1%} ({guess[m]['low']:.1%}-"
+                        f"{guess[m]['high']:.1%})" for m in ("grr", "nrr")], group)
+    console.print(ahead)
+    past = Table(title="Backtest: the whole portfolio at past quarter starts")
+    for column in ("start", "GRR forecast", "GRR actual", "NRR forecast", "NRR actual"):
+        past.add_column(column, justify="right")
+    checks = [c for c in report["backtest"]["checks"] if c["group"] == "portfolio"]
+    for start in sorted({c["start"] for c in checks}):
+        cells = []
+        for measure in ("grr", "nrr"):
+            c = next(c for c in checks if c["start"] == start and c["measure"] == measure)
+            mark = "" if c["covered"] else " [red]outside[/]"
+            cells += [f"{c['expected']:.1%} ({c['low']:.1%}-{c['high']:.1%})",
+                      f"{c['actual']:.1%}{mark}"]
+        past.add_row(start, *cells)
+    console.print(past)
+    for name, s in report["backtest"]["summary"].items():
+        measure, scope = name.split("_", 1)
+        console.print(f"{measure.upper()} ({scope}): mean absolute error "
+                      f"{100 * s['mean_absolute_error']:.1f} points, bias "
+                      f"{100 * s['bias']:+.1f}, {s['coverage']:.0%} of {s['quarters']} "
+                      f"inside the {report['backtest']['level']:.0%} interval "
+                      f"(mean width {100 * s['mean_width']:.1f} points)")
+    console.print(f"Report written to [bold]{report_path(settings)}[/]")
 
 
 keys_app = typer.Typer(help="API keys for the risk API: create, list, revoke.",

@@ -39,3 +39,18 @@ def test_arr_at_risk_per_account_and_per_segment(
     assert revenue["arr_at_risk"] == pytest.approx((mine["churn_probability"] * mine["arr"]).sum())
     first = answer["accounts"][0]
     assert first["arr_at_risk"] == pytest.approx(first["churn_probability"] * first["arr"])
+
+    # expected expansion ARR adds up like ARR at risk, and the segment gets its forecast
+    bundle = scoring.champion(churnlens_settings)
+    assert bundle.revenue is not None and bundle.revenue.uplift() > 0.1
+    assert first["expected_expansion_arr"] == pytest.approx(
+        first["expansion_probability"] * first["arr"] * bundle.revenue.uplift())
+    assert revenue["expected_expansion_arr"] == pytest.approx(
+        mine["expected_expansion_arr"].sum())
+    guess = revenue["forecast"]
+    assert guess["level"] == 0.9 and guess["horizon_days"] == 90
+    for measure in ("grr", "nrr"):
+        assert 0.5 < guess[measure]["low"] < guess[measure]["expected"] < \
+            guess[measure]["high"] < 1.5
+    assert guess["grr"]["expected"] <= 1.0  # gross retention never gains
+    assert guess["grr"]["expected"] < guess["nrr"]["expected"]

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnlens.serving.score import score_probabilities
+from churnlens.settings import load_settings
 from churnlens.training import hazard
 from churnlens.training.bundle import load_bundle
 from churnlens.training.evaluation import segment_review
@@ -206,6 +208,10 @@ def test_the_hazard_model_beats_the_covariate_free_curve_out_of_time(
     assert abs(check["hazard_mean"] - check["churn_model_mean"]) < 0.03
     assert abs(check["hazard_mean"] - check["observed_rate"]) < 0.03
     assert 0 < figures["before_renewal"]["mean_probability"] < check["hazard_mean"]
+    # what is served: the hazard's timing at the churn model's level, also out of time
+    served = figures["served"]
+    assert 0.75 < served["c_td"] <= 1 and served["ibs"] < km["ibs"]
+    assert served["mean_by_month"][-1] == pytest.approx(check["churn_model_mean"])
 
 
 @pytest.mark.e2e
@@ -229,6 +235,34 @@ def test_the_bundle_carries_the_hazard_and_older_bundles_still_load(
         del manifest["files"][name]
     (older / "manifest.json").write_text(json.dumps(manifest))
     assert load_bundle(older).hazard is None
+    # scoring with it still works: the timing columns are empty, not made up
+    table = score_probabilities(load_bundle(older), rows,
+                                load_settings(home=trained["home"]))
+    assert table["churn_by_month_1"].isna().all() and table["timing_summary"].isna().all()
+
+
+@pytest.mark.e2e
+def test_the_revenue_forecast_holds_its_interval_on_past_quarters(
+        trained: dict[str, Any]) -> None:
+    home = trained["home"]
+    out = churnlens(home, "forecast", "--quarters", "10").stdout
+    assert "mean absolute error" in out and "inside the 90% interval" in out
+    report = json.loads((home / "reports" / "forecast.json").read_text())
+    summary = report["backtest"]["summary"]
+    for measure in ("grr", "nrr"):
+        portfolio = summary[f"{measure}_portfolio"]
+        assert portfolio["quarters"] == 10
+        assert portfolio["coverage"] >= 0.8, summary  # the interval claims 90%
+        assert portfolio["mean_absolute_error"] < 0.05
+        assert summary[f"{measure}_segments"]["coverage"] >= 0.8, summary
+    checks = report["backtest"]["checks"]
+    assert len({c["start"] for c in checks}) == 10
+    # the next quarter: the portfolio and each segment, GRR below NRR
+    ahead = report["forecast"]["portfolio"]["forecast"]
+    assert ahead["grr"]["low"] < ahead["grr"]["expected"] < ahead["grr"]["high"]
+    assert ahead["grr"]["expected"] <= 1.0  # gross retention never gains
+    assert ahead["grr"]["expected"] < ahead["nrr"]["expected"]
+    assert {"tech-touch"} <= set(report["forecast"])
 
 
 @pytest.mark.e2e

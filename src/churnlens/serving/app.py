@@ -112,6 +112,33 @@ class Change(BaseModel):
     drivers: list[ChangeDriver]
 
 
+class Timing(BaseModel):
+    """When the account is likely to churn: the hazard model's timing at the churn model's
+    level, so the last month equals ``churn_probability``."""
+
+    by_month: list[float] = Field(description="Cumulative churn probability within 30, 60, "
+                                  "90 days (each of the next months of the horizon).")
+    days_to_renewal: float | None = Field(None, description="Days to the next renewal; null "
+                                          "when unknown.")
+    before_renewal: float | None = Field(None, description="Probability of churning before "
+                                         "the renewal date; null when it is unknown.")
+    renewal_beyond_horizon: bool | None = Field(None, description="True when the renewal lies "
+                                                "beyond the horizon: ``before_renewal`` is then "
+                                                "the horizon's probability, a lower bound.")
+    summary: str
+
+
+class Coverage(BaseModel):
+    """How much of the account the model could see."""
+
+    share: float = Field(description="Share of the model's features with a value.")
+    pillars_without_data: list[str] = Field(description="Pillars with no value at all (a "
+                                            "missing source table, or no rows for this "
+                                            "account): shown as no data, never failing.")
+    new_account: bool | None = Field(None, description="Tenure under 90 days: less than one "
+                                     "horizon of history.")
+
+
 class RiskAnswer(BaseModel):
     account_id: str
     as_of: str = Field(description="The snapshot date whose features were used.")
@@ -124,12 +151,18 @@ class RiskAnswer(BaseModel):
     arr: float | None = Field(None, description="Annual recurring revenue at the snapshot.")
     arr_at_risk: float | None = Field(None, description="Churn probability x ARR: the revenue "
                                       "expected to be lost over the horizon.")
+    expected_expansion_arr: float | None = Field(
+        None, description="Expansion probability x the ARR an expansion added on average in "
+        "history: the ARR expected to be gained over the horizon.")
     failing_pillar: str | None
     pillars: dict[str, float] = Field(description="Churn probability points per CS pillar.")
     drivers: list[Driver]
     playbook: Playbook
     change: Change | None = Field(None, description="Since the previous snapshot; null for an "
                                   "account new since, and in what-if answers.")
+    timing: Timing | None = Field(None, description="Churn by month and before the renewal; "
+                                  "null when the model has no hazard model.")
+    coverage: Coverage | None = None
 
     model_config = {"json_schema_extra": {"examples": [{
         "account_id": "acc_000042", "as_of": "2026-01-01", "model_version": "v3",
@@ -188,6 +221,23 @@ class KpiAnswer(BaseModel):
                                          "`health_tiers` where a score table exists.")
 
 
+class Interval(BaseModel):
+    expected: float
+    low: float
+    high: float
+
+
+class Forecast(BaseModel):
+    """Gross and net revenue retention of these accounts over the horizon (the next quarter
+    with the default 90 days), from the two calibrated models; ``churnlens forecast`` prints
+    how well such forecasts did on past quarters."""
+
+    level: float = Field(description="The intervals' stated coverage.")
+    horizon_days: int
+    grr: Interval
+    nrr: Interval
+
+
 class Revenue(BaseModel):
     """Sums over every account the filters match (not only this page)."""
 
@@ -196,6 +246,9 @@ class Revenue(BaseModel):
     arr_at_risk: float = Field(description="Sum of churn probability x ARR: the ARR expected "
                                "to churn over the horizon (probabilities are calibrated, so "
                                "they add up).")
+    expected_expansion_arr: float | None = Field(None, description="Sum of the accounts' "
+                                                 "expected expansion ARR.")
+    forecast: Forecast | None = None
 
 
 class Portfolio(BaseModel):
@@ -577,7 +630,7 @@ def create_app(settings: Settings) -> FastAPI:
         following = start + limit
         return _json({"accounts": answers(state, list(page["account_id"]), settings),
                       "next_cursor": str(following) if following < len(table) else None,
-                      "revenue": revenue_of(table)})
+                      "revenue": revenue_of(table, state.bundle.revenue)})
 
     @app.post("/v1/admin/reload", tags=["operations"], response_model=ReloadAnswer,
               openapi_extra=secured("admin"), responses={**key_refusals("admin"),

@@ -28,6 +28,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from churnlens.features.kpis import DEFINITIONS
 from churnlens.features.registry import PILLARS_ORDER, REGISTRY, load_all
 from churnlens.features.store import PART, SNAPSHOTS
+from churnlens.serving.forecasting import read_report
 from churnlens.serving.guards import MAX_WHAT_IF, RateLimiter
 from churnlens.serving.keys import KeyRecord, KeyStore
 from churnlens.serving.score import score_probabilities, score_rows
@@ -154,6 +155,15 @@ def account_history(settings: Settings, served: Served, account_id: str) -> pd.D
     return frame
 
 
+def _run_report(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The training run's report.json (the hazard figures live there), or nothing."""
+    try:
+        return dict(json.loads((settings.layout.reports / "runs" / run_id / "report.json")
+                               .read_text())) if run_id else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _series(frame: pd.DataFrame, column: str) -> list[float | None]:
     if column not in frame:
         return [None] * len(frame)
@@ -257,6 +267,9 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
         matching = table[chosen]
         if sort == "drop" and "health_change" in matching:  # new accounts (no change) last
             matching = matching.sort_values("health_change", kind="stable", na_position="last")
+        if sort == "renewal" and "churn_before_renewal" in matching:  # no renewal date last
+            matching = matching.sort_values("churn_before_renewal", ascending=False,
+                                            kind="stable", na_position="last")
         start = (page_number - 1) * PAGE_SIZE
         rows = answers(served, list(matching["account_id"].iloc[start:start + PAGE_SIZE]),
                        settings)
@@ -277,7 +290,8 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
         tiers = served.ranking["tier"].value_counts().to_dict()
         return page(request, "portfolio.html", user=user, served=served, rows=rows,
                     cards=cards, kpi_problem=runtime.kpi_problem, tiers=tiers,
-                    filters=filters, total=len(matching), revenue=revenue_of(matching),
+                    filters=filters, total=len(matching),
+                    revenue=revenue_of(matching, served.bundle.revenue),
                     options={"tier": ["high", "medium", "low"],
                              "segment": sorted(set(served.ranking["segment"])),
                              "csm": sorted({c for c in served.directory["csm"]
@@ -394,7 +408,9 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
                  (settings.layout.reports / "runs" / run_id / name).is_file()]
         return page(request, "model.html", user=user, served=served, bundle=bundle,
                     metrics=bundle.metrics, drift=drift, drifted=set(served.drift.drifted),
-                    plots=plots, trained_at=bundle.manifest.get("trained_at"))
+                    plots=plots, trained_at=bundle.manifest.get("trained_at"),
+                    timing=_run_report(settings, run_id).get("hazard") or {},
+                    backtest=(read_report(settings) or {}).get("backtest"))
 
     @app.get("/model/plots/{name}", include_in_schema=False)
     def model_plot(request: Request, name: str) -> Response:

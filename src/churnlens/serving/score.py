@@ -33,11 +33,14 @@ from churnlens.serving.changes import (
     no_change_columns,
     previous_snapshot,
 )
+from churnlens.serving.coverage import coverage_columns
 from churnlens.serving.playbooks import Playbooks, load_playbooks
+from churnlens.serving.timing import BY_MONTH, timing_columns
 from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle, BundleError, latest_bundle, load_bundle
 from churnlens.training.drift import DRIFT_PSI, feature_psi
 from churnlens.training.evaluation import touch_segment
+from churnlens.training.forecast import expected_expansion_arr
 from churnlens.training.matrix import load_latest_snapshot
 
 CHUNK_ROWS = 100_000
@@ -73,9 +76,11 @@ def latest_snapshot(settings: Settings) -> tuple[pd.DataFrame, date]:
     return load_latest_snapshot(settings.layout.features)
 
 
-def _facts(row: dict[str, Any], pillar_row: dict[str, float]) -> dict[str, Any]:
-    strongest = max(pillar_row, key=lambda p: pillar_row[p])
-    failing = strongest if pillar_row[strongest] > 0 else None
+def _facts(row: dict[str, Any], pillar_row: dict[str, float],
+           without_data: frozenset[str] = frozenset()) -> dict[str, Any]:
+    seen = {p: v for p, v in pillar_row.items() if p not in without_data}
+    strongest = max(seen, key=lambda p: seen[p]) if seen else None
+    failing = strongest if strongest is not None and seen[strongest] > 0 else None
     return {**row, "failing_pillar": failing,
             "pillar_points": f"{pillar_row.get(failing, 0.0):+.1f}" if failing else "0",
             "pillar_title": (failing or "").capitalize(),
@@ -156,18 +161,22 @@ def _headline(bundle: Bundle, settings: Settings, meta: dict[str, Any],
         "segment": touch_segment(pd.Series(meta["mrr"]), settings.high_touch_arr,
                                  settings.mid_touch_arr).to_numpy()
         if "mrr" in meta else np.full(len(churn), "unknown"),
-        **revenue_at_risk(meta, churn),
+        **revenue_at_risk(bundle, meta, churn, expansion),
     }
 
 
-def revenue_at_risk(meta: dict[str, Any], churn: np.ndarray) -> dict[str, np.ndarray]:
-    """ARR now and the ARR the churn probability puts at risk (probability x ARR): the
-    expected revenue lost over the horizon, which adds up over a segment, a CSM's book or the
-    portfolio because the probabilities are calibrated."""
+def revenue_at_risk(bundle: Bundle, meta: dict[str, Any], churn: np.ndarray,
+                    expansion: np.ndarray) -> dict[str, np.ndarray]:
+    """ARR now, the ARR the churn probability puts at risk (probability x ARR: the expected
+    revenue lost over the horizon) and the expected expansion ARR (probability x the ARR an
+    expansion adds on average, from the bundle's history). Both add up over a segment, a CSM's
+    book or the portfolio because the probabilities are calibrated."""
     mrr = (pd.to_numeric(pd.Series(meta["mrr"]), errors="coerce").to_numpy(float)
            if "mrr" in meta else np.full(len(churn), np.nan))
     arr = 12.0 * mrr
-    return {"arr": arr, "arr_at_risk": churn * arr}
+    gained = (expected_expansion_arr(arr, expansion, bundle.revenue)
+              if bundle.revenue is not None else np.full(len(churn), np.nan))
+    return {"arr": arr, "arr_at_risk": churn * arr, "expected_expansion_arr": gained}
 
 
 def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
@@ -176,9 +185,10 @@ def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
     No SHAP, so no drivers, failing pillar or playbook; for when only the numbers are needed."""
     x = bundle.space.array(frame)
     meta = {c: frame[c].to_numpy() for c in META if c in frame}
-    return pd.DataFrame({**_headline(bundle, settings, meta,
-                                     bundle.models["churn"].probability(x),
+    churn = bundle.models["churn"].probability(x)
+    return pd.DataFrame({**_headline(bundle, settings, meta, churn,
                                      bundle.models["expansion"].probability(x)),
+                         **timing_columns(bundle, x, churn, meta),
                          "model_version": bundle.version})
 
 
@@ -231,11 +241,13 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
     renewal, tenure = _numbers(rows, "days_to_renewal"), _numbers(rows, "tenure_days")
     plays, reasons, failing, top = [], [], [], []
     chosen = explain.top_features(churn.points)
+    seen = coverage_columns(bundle.space.features, rows.values, rows.meta)
     for i in range(len(rows)):
         row = {"tier": tiers[i], "churn_probability": float(churn.probability[i]),
                "expansion_probability": float(expansion[i]),
                "days_to_renewal": renewal[i], "tenure_days": tenure[i]}
-        facts = _facts(row, {p: float(pillars[p][i]) for p in PILLARS_ORDER})
+        facts = _facts(row, {p: float(pillars[p][i]) for p in PILLARS_ORDER},
+                       frozenset(seen["pillars_without_data"][i].split(";")))
         play, reason = playbooks.choose(facts)
         plays.append(play)
         reasons.append(reason)
@@ -244,8 +256,10 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
                                    chosen[i]))
     columns: dict[str, Any] = {
         **headline,
+        **timing_columns(bundle, rows.x, churn.probability, rows.meta),
         **{f"{pillar}_points": pillars[pillar] for pillar in PILLARS_ORDER},
         "failing_pillar": failing, "playbook": plays, "playbook_reason": reasons,
+        **seen,
     }
     for k in range(TABLE_DRIVERS):
         for key, column in (("feature", f"driver_{k + 1}"), ("points", f"driver_{k + 1}_points"),
@@ -277,11 +291,16 @@ def table_schema(explained: bool = True) -> pa.Schema:
     fields = [("account_id", pa.string()), ("as_of", pa.date32()),
               ("churn_probability", pa.float64()), ("expansion_probability", pa.float64()),
               ("tier", pa.string()), ("health_score", pa.int64()), ("segment", pa.string()),
-              ("arr", pa.float64()), ("arr_at_risk", pa.float64())]
+              ("arr", pa.float64()), ("arr_at_risk", pa.float64()),
+              ("expected_expansion_arr", pa.float64())]
+    fields += [(name, pa.float64()) for name in BY_MONTH]
+    fields += [("days_to_renewal", pa.float64()), ("churn_before_renewal", pa.float64()),
+               ("renewal_beyond_horizon", pa.bool_()), ("timing_summary", pa.string())]
     if explained:
         fields += [(f"{pillar}_points", pa.float64()) for pillar in PILLARS_ORDER]
         fields += [("failing_pillar", pa.string()), ("playbook", pa.string()),
-                   ("playbook_reason", pa.string())]
+                   ("playbook_reason", pa.string()), ("coverage", pa.float64()),
+                   ("pillars_without_data", pa.string()), ("new_account", pa.bool_())]
         for k in range(1, TABLE_DRIVERS + 1):
             fields += [(f"driver_{k}", pa.string()), (f"driver_{k}_points", pa.float64()),
                        (f"driver_{k}_sentence", pa.string())]

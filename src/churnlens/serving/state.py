@@ -23,6 +23,7 @@ import pandas as pd
 from churnlens.features.pipeline import read_directory
 from churnlens.features.registry import PILLARS_ORDER
 from churnlens.serving.changes import Previous, previous_snapshot
+from churnlens.serving.coverage import coverage_answer
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.score import (
     Drift,
@@ -36,8 +37,10 @@ from churnlens.serving.score import (
     sort_riskiest,
     write_table,
 )
+from churnlens.serving.timing import timing_answer
 from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle
+from churnlens.training.forecast import MEASURES, RevenueModel, forecast
 
 ANSWER_CACHE = 200_000
 """Encoded answers kept per served model; beyond it the cache starts over."""
@@ -66,8 +69,8 @@ class ScoreTable:
             "tier": str(column["tier"][row]),
             "health_score": int(column["health_score"][row]),
             "segment": str(column["segment"][row]),
-            **{name: _number(column[name][row]) for name in ("arr", "arr_at_risk")
-               if name in column},
+            **{name: _number(column[name][row])
+               for name in ("arr", "arr_at_risk", "expected_expansion_arr") if name in column},
             "failing_pillar": failing if isinstance(failing, str) else None,
             "pillars": {name[:-len("_points")]: float(column[name][row])
                         for name in self._pillars},
@@ -75,6 +78,8 @@ class ScoreTable:
             "playbook": {"name": str(column["playbook"][row]),
                          "reason": str(column["playbook_reason"][row])},
             "change": self._change_at(row),
+            "timing": timing_answer(column, row),
+            "coverage": coverage_answer(column, row),
         }
 
     def _change_at(self, row: int) -> dict[str, Any] | None:
@@ -131,17 +136,30 @@ def _number(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def revenue_of(ranking: pd.DataFrame) -> dict[str, float | int] | None:
-    """ARR and ARR at risk summed over these accounts (a segment, a CSM's book, all)."""
+def revenue_of(ranking: pd.DataFrame, model: RevenueModel | None = None
+               ) -> dict[str, Any] | None:
+    """ARR, ARR at risk and expected expansion ARR summed over these accounts (a segment, a
+    CSM's book, all), and their GRR/NRR forecast when the model carries a revenue model."""
     if "arr_at_risk" not in ranking:
         return None
-    return {"accounts": len(ranking), "arr": float(np.nansum(ranking["arr"])),
-            "arr_at_risk": float(np.nansum(ranking["arr_at_risk"]))}
+    out: dict[str, Any] = {"accounts": len(ranking), "arr": float(np.nansum(ranking["arr"])),
+                           "arr_at_risk": float(np.nansum(ranking["arr_at_risk"]))}
+    if model is not None and "expected_expansion_arr" in ranking:
+        out["expected_expansion_arr"] = float(np.nansum(ranking["expected_expansion_arr"]))
+        predicted = forecast(ranking["arr"].to_numpy(float),
+                             ranking["churn_probability"].to_numpy(float),
+                             ranking["expansion_probability"].to_numpy(float), model)
+        out["forecast"] = ({"level": predicted["level"],
+                            "horizon_days": predicted["horizon_days"],
+                            **{m: {k: predicted[m][k] for k in ("expected", "low", "high")}
+                               for m in MEASURES}} if predicted["grr"] else None)
+    return out
 
 
 def _ranking_of(table: pd.DataFrame) -> pd.DataFrame:
-    columns = ["account_id", "churn_probability", "tier", "segment", "playbook",
-               "health_change", "arr", "arr_at_risk"]
+    columns = ["account_id", "churn_probability", "expansion_probability", "tier", "segment",
+               "playbook", "health_change", "arr", "arr_at_risk", "expected_expansion_arr",
+               "churn_before_renewal", "days_to_renewal"]
     return table[[c for c in columns if c in table]].set_index("account_id", drop=False)
 
 

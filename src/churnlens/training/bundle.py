@@ -11,6 +11,8 @@
         expansion.lgb.txt, expansion.calibrator.json
         hazard.lgb.txt, hazard.json   when the churn month is modelled (``training.hazard``);
                                  bundles written before it load with ``hazard = None``
+        revenue.json             what churn and expansion did to ARR (``training.forecast``),
+                                 for expected expansion ARR and the GRR/NRR forecast
 
 Loading re-hashes every file and compares the feature list with the registry of the code that
 loads it; any difference is refused with a message that names it, because a model scoring
@@ -33,6 +35,7 @@ import pandas as pd
 
 from churnlens.features.registry import REGISTRY, load_all
 from churnlens.training.calibration import Calibrator
+from churnlens.training.forecast import RevenueModel
 from churnlens.training.hazard import HazardModel, hazard_inputs
 from churnlens.training.matrix import FeatureSpace
 
@@ -40,6 +43,7 @@ TARGETS = ("churn", "expansion")
 LABEL_OF = {"churn": "churned", "expansion": "expanded"}
 MANIFEST = "manifest.json"
 HAZARD_MODEL, HAZARD_INFO = "hazard.lgb.txt", "hazard.json"
+REVENUE = "revenue.json"
 FORMAT = 1
 
 
@@ -71,6 +75,8 @@ class Bundle:
     hazard: HazardModel | None = None
     """When inside the horizon churn falls (``.curve(space.matrix(rows))``); None in bundles
     written before hazard models, or trained on snapshots without ``churn_day``."""
+    revenue: RevenueModel | None = None
+    """What each outcome did to ARR; None in older bundles and without MRR."""
 
     @property
     def version(self) -> str:
@@ -102,7 +108,8 @@ def _sha256(path: Path) -> str:
 def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
                  models: dict[str, TargetModel], metrics: dict[str, Any],
                  info: dict[str, Any], reference: dict[str, Any] | None = None,
-                 hazard: HazardModel | None = None) -> Path:
+                 hazard: HazardModel | None = None, revenue: RevenueModel | None = None
+                 ) -> Path:
     """Write the bundle to a staging folder, then rename it into place (never half-written)."""
     staging = folder.with_name(folder.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -123,6 +130,8 @@ def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
     if hazard is not None:
         put(HAZARD_MODEL, hazard.booster.model_to_string())
         put(HAZARD_INFO, json.dumps(hazard.to_json(), indent=2))
+    if revenue is not None:
+        put(REVENUE, json.dumps(revenue.to_json()))
     for path in sorted(staging.iterdir()):
         files[path.name] = _sha256(path)
     manifest = {"format": FORMAT, "version": version, "targets": list(models),
@@ -183,7 +192,9 @@ def load_bundle(folder: Path) -> Bundle:
     reference = (json.loads((folder / "reference.json").read_text())
                  if "reference.json" in files else None)
     return Bundle(path=folder, manifest=manifest, space=space, models=models, metrics=metrics,
-                  reference=reference, hazard=_load_hazard(folder, files, space))
+                  reference=reference, hazard=_load_hazard(folder, files, space),
+                  revenue=RevenueModel.from_json(json.loads((folder / REVENUE).read_text()))
+                  if REVENUE in files else None)
 
 
 def _load_hazard(folder: Path, files: dict[str, str], space: FeatureSpace) -> HazardModel | None:

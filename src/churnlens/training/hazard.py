@@ -143,6 +143,19 @@ class HazardModel:
         """Cumulative churn probability by the end of each month, shape (n, K)."""
         return cumulative(self.hazard(x))
 
+    def curve_of_array(self, x: np.ndarray, features: tuple[str, ...] | list[str]
+                       ) -> np.ndarray:
+        """:meth:`curve` for ``FeatureSpace.array`` input (categories as codes, which is what
+        LightGBM turns a categorical frame into): serving scores without pandas frames."""
+        renewal = list(features).index(RENEWAL) if RENEWAL in features else None
+        out = np.empty((len(x), self.periods))
+        for t in range(1, self.periods + 1):
+            extra = [np.full(len(x), float(t))]
+            if renewal is not None:
+                extra.append(x[:, renewal] - self.period_days * (t - 1))
+            out[:, t - 1] = self.booster.predict(np.column_stack([x, *extra]))
+        return cumulative(np.clip(out, 0.0, 1.0))
+
     def to_json(self) -> dict[str, Any]:
         return {"periods": self.periods, "period_days": self.period_days,
                 "horizon_days": self.horizon_days}
@@ -156,6 +169,23 @@ def cumulative(hazard: np.ndarray) -> np.ndarray:
 def predict_curve(model: HazardModel, x: pd.DataFrame) -> np.ndarray:
     """(n, K) cumulative churn probability by month, for the churn model's feature matrix."""
     return model.curve(x)
+
+
+def scaled_curve(curve: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """The hazard model's timing at the calibrated churn model's level: F(k) * p / F(K).
+
+    What is served. The churn model is calibrated on its own slice and answers "how likely
+    within the horizon"; the hazard model answers "when". Scaling keeps each account's curve
+    shape (still non-decreasing, inside [0, 1]) and makes its last month equal the churn
+    probability shown beside it, so a CSM never reads two different horizon numbers. On a
+    generated company it also lowers the integrated Brier score (the report shows both).
+    """
+    last = curve[:, -1:]
+    p = np.clip(np.asarray(probability, dtype=float), 0.0, 1.0)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shape = np.where(last > 0, curve / last, np.arange(1, curve.shape[1] + 1)
+                         / curve.shape[1])
+    return np.clip(shape * p, 0.0, 1.0)
 
 
 def fit_hazard(x_fit: pd.DataFrame, pp_fit: pd.DataFrame, x_tune: pd.DataFrame,
@@ -291,12 +321,14 @@ def hazard_report(curve: np.ndarray, month: np.ndarray, train_month: np.ndarray,
     """
     periods = curve.shape[1]
     km = np.tile(kaplan_meier(train_month, periods), (len(month), 1))
-    scored = evaluate_curves({"hazard": curve, "kaplan_meier": km,
+    served = scaled_curve(curve, churn_probability)
+    scored = evaluate_curves({"hazard": curve, "served": served, "kaplan_meier": km,
                               "churn_model_spread": spread_curve(churn_probability, periods)},
                              month)
     observed = [float(((month > 0) & (month <= k)).mean()) for k in range(1, periods + 1)]
     out: dict[str, Any] = {
         "validation": scored["hazard"],
+        "served": scored["served"],
         "baselines": {"kaplan_meier": scored["kaplan_meier"],
                       "churn_model_spread": scored["churn_model_spread"]},
         "rows": len(month),
@@ -309,7 +341,7 @@ def hazard_report(curve: np.ndarray, month: np.ndarray, train_month: np.ndarray,
         "metrics_note": METRICS_NOTE,
     }
     if days_to_renewal is not None:
-        before, beyond = churn_before_renewal(curve, days_to_renewal)
+        before, beyond = churn_before_renewal(served, days_to_renewal)
         out["before_renewal"] = {"mean_probability": float(before.mean()),
                                  "renewal_beyond_horizon_share": float(beyond.mean())}
     return out

@@ -8,6 +8,7 @@ run is not worse than the current champion on this run's validation snapshots.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,7 +26,16 @@ import pandas as pd
 from churnlens.features.registry import REGISTRY
 from churnlens.features.store import SNAPSHOTS, read_manifest
 from churnlens.settings import Settings
-from churnlens.training import drift, evaluation, explain, hazard, models, plots, tracking
+from churnlens.training import (
+    drift,
+    evaluation,
+    explain,
+    forecast,
+    hazard,
+    models,
+    plots,
+    tracking,
+)
 from churnlens.training.bundle import (
     LABEL_OF,
     MANIFEST,
@@ -181,6 +191,25 @@ def evaluate_hazard(fit: HazardFit | None, parts: dict[str, pd.DataFrame], space
                       "num_leaves": fit.search.chosen.params["num_leaves"],
                       "trees": fit.search.chosen.rounds},
             "seconds": fit.seconds}
+
+
+def fit_revenue(frame: pd.DataFrame, labelled: pd.DataFrame, fits: dict[str, TargetFit],
+                space: FeatureSpace, settings: Settings) -> forecast.RevenueModel | None:
+    """What churn and expansion did to ARR in history, and how much whole quarters strayed
+    from the models' forecast: the inputs of the GRR/NRR forecast. None without MRR."""
+    if "mrr" not in frame.columns:
+        return None
+    outcomes = forecast.revenue_outcomes(frame, settings.horizon_days)
+    if outcomes.empty:
+        return None
+    model = forecast.fit_revenue_model(outcomes, settings.horizon_days, settings.seed)
+
+    def predict(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        x = space.matrix(rows)
+        return {target: fit.model.probability(x) for target, fit in fits.items()}
+
+    return dataclasses.replace(
+        model, extra_sd=forecast.time_effect(labelled, outcomes, predict, model))
 
 
 def data_fingerprint(features_root: Path) -> str:
@@ -354,6 +383,11 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
             report[target] = evaluate_target(fit, val, settings, truth)
         report["hazard"] = evaluate_hazard(hazard_fit, parts, space,
                                            fits["churn"].validation, settings)
+        revenue = fit_revenue(frame, labelled, fits, space, settings)
+        if revenue is not None:
+            report["revenue"] = {"expansion_uplift": revenue.uplift(),
+                                 "extra_sd": revenue.extra_sd,
+                                 "outcomes": {o: len(v) for o, v in revenue.ratios.items()}}
         report["segments"] = evaluation.segment_review(
             val, {t: (labels_of(val, LABEL_OF[t]), f.validation) for t, f in fits.items()},
             settings.high_touch_arr, settings.mid_touch_arr)
@@ -368,7 +402,8 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
                   "data_fingerprint": fingerprint,
                   "features_settings": manifest["settings"]},
             reference=drift.reference(pd.concat([parts["fit"], parts["tuning"]]), space),
-            hazard=hazard_fit.model if hazard_fit else None)
+            hazard=hazard_fit.model if hazard_fit else None,
+            revenue=revenue)
 
         promoted, reason, comparisons = _gate(client, settings, val, fits, space)
         report["promoted"], report["reason"] = promoted, reason
@@ -428,6 +463,7 @@ def export_bundle(bundle_dir: Path, models_root: Path, versions: dict[str, str])
     return write_bundle(models_root / name, version=name, space=bundle.space,
                         models=bundle.models, metrics=bundle.metrics,
                         reference=bundle.reference, hazard=bundle.hazard,
+                        revenue=bundle.revenue,
                         info={**info, "registered_versions": versions})
 
 
@@ -539,7 +575,7 @@ def _flat_metrics(report: dict[str, Any]) -> dict[str, float]:
 def _hazard_metrics(figures: dict[str, Any]) -> dict[str, float]:
     """C-td, IBS and C by month of the hazard model and its baselines, as MLflow metrics."""
     out: dict[str, float] = {}
-    named = {"hazard": figures.get("validation"), **{
+    named = {"hazard": figures.get("validation"), "hazard.served": figures.get("served"), **{
         f"hazard.{name}": scored for name, scored in figures.get("baselines", {}).items()}}
     for prefix, scored in named.items():
         if not scored:
