@@ -101,19 +101,40 @@ def test_snapshots_have_one_row_per_account_and_date(company: Path, tmp_path: Pa
     assert frame.loc[~frame["labelled"], "churned"].isna().all()
 
 
-def test_buckets_tile_every_window_and_stay_short() -> None:
-    """Every window of every snapshot is exactly a run of whole buckets, none over 63 days."""
-    from churnlens.features.sources import MAX_BUCKET_DAYS, USAGE_WINDOWS, bucket_windows
+@pytest.mark.parametrize("as_of_days", [
+    [19000, 19031, 19400, 20200],
+    # monthly: the cut 30 days before 2022-03-01 falls 2 days before 2022-02-01
+    [19024, 19052, 19083, 19113],
+    # 3 days apart: each one's cut falls inside the other's 7-day tail, so both are cut
+    [19000, 19003],
+], ids=["far apart", "monthly", "3 days apart"])
+def test_buckets_tile_every_window_and_stay_short(as_of_days: list[int]) -> None:
+    """Every window of every snapshot is exactly a run of whole buckets, none over 63 days,
+    or, for a tail window, the last days of the one bucket that ends at as_of."""
+    from churnlens.features.sources import (
+        MAX_BUCKET_DAYS,
+        TAIL_WINDOWS,
+        USAGE_WINDOWS,
+        bucket_windows,
+    )
 
-    as_of_days = [19000, 19031, 19400, 20200]
-    buckets = bucket_windows(as_of_days, USAGE_WINDOWS)
+    buckets = bucket_windows(as_of_days, USAGE_WINDOWS, TAIL_WINDOWS)
     calendar = buckets.calendar.execute()
     assert calendar["offset"].max() < MAX_BUCKET_DAYS
     membership = buckets.membership.execute()
     day_bucket = dict(zip(calendar["day"], calendar["bucket"], strict=True))
+    tail_days = set(calendar.loc[calendar["tail"] == 1, "day"])
     for as_of_day in as_of_days:
         mine = membership[membership["as_of_day"] == as_of_day]
         for name, (start, end) in USAGE_WINDOWS.items():
-            expected = {day_bucket[d] for d in range(as_of_day - end, as_of_day - start)}
+            days = range(as_of_day - end, as_of_day - start)
+            expected = {day_bucket[d] for d in days}
+            if name in TAIL_WINDOWS and (mine[f"{name}_tail"] == 1).any():
+                assert len(expected) == 1 and set(days) <= tail_days, (as_of_day, name)
+                assert set(mine.loc[mine[f"{name}_tail"] == 1, "bucket"]) == expected
+                assert (mine[name] == 0).all()
+                continue
             assert set(mine.loc[mine[name] == 1, "bucket"]) == expected, (as_of_day, name)
             assert (mine[f"{name}_first"] == min(expected)).all()
+            if name in TAIL_WINDOWS:
+                assert (mine[f"{name}_tail"] == 0).all()
