@@ -16,6 +16,11 @@ import pytest
 
 NOW = datetime(2024, 6, 1)
 
+FAST_TRAIN = {"CHURNLENS_BOOTSTRAP": "0"}
+"""Settings for a `churnlens train` whose confidence intervals no test reads: the bootstrap
+(200 resamples of every metric, and of every segment's) is most of a small company's training
+time, and nothing else in the run depends on it."""
+
 
 def churnlens(home: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
               timeout: int = 300) -> subprocess.CompletedProcess[str]:

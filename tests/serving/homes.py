@@ -1,28 +1,62 @@
-"""A trained project folder for tests that serve it: trained once per test process, copied for
-each module so that what one module's server does (keys, reloads) never reaches another."""
+"""A trained project folder for tests that serve it: trained once per test run (the xdist
+workers share it), copied for each module so that what one module's server does (keys,
+reloads) never reaches another.
+
+A copy keeps the original's MLflow store settings: a run trained in a copy writes its
+artifacts next to the original's, under a run id of its own.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from churnlens.serving.keys import SCOPES, KeyStore
-from conftest import churnlens
+from conftest import FAST_TRAIN, churnlens
 
 _TRAINED: dict[str, Path] = {}
 
 
+@contextmanager
+def _held(lock: Path) -> Iterator[None]:
+    """An exclusive lock on a file, across the processes of one test run."""
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_folder(factory: pytest.TempPathFactory) -> Path:
+    """The temporary folder of the whole run: under pytest-xdist, each worker's base folder
+    lies in one that all the workers of the run share."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def trained_home(factory: pytest.TempPathFactory) -> Path:
-    """A small company with features, a champion and its score table (built once)."""
+    """A small company with features, a champion and its score table (built once, by whichever
+    worker asks first; the others wait for it). Read it; write into a copy."""
     if "home" not in _TRAINED:
-        home = factory.mktemp("trained") / "home"
-        churnlens(home, "synth", "--accounts", "300", "--months", "16", "--seed", "9",
-                  "--rollouts", "2")
-        churnlens(home, "features")
-        churnlens(home, "train")
-        churnlens(home, "score", "--top", "0")
+        folder = _run_folder(factory) / "trained"
+        home, built = folder / "home", folder / "built"
+        folder.mkdir(exist_ok=True)
+        with _held(folder / "lock"):
+            if not built.exists():
+                shutil.rmtree(home, ignore_errors=True)  # a worker that died half way
+                churnlens(home, "synth", "--accounts", "300", "--months", "16", "--seed", "9",
+                          "--rollouts", "2")
+                churnlens(home, "features")
+                churnlens(home, "train", env=FAST_TRAIN)
+                churnlens(home, "score", "--top", "0")
+                built.touch()
         _TRAINED["home"] = home
     return _TRAINED["home"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -11,8 +12,9 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from homes import served_home
 
-from conftest import churnlens, serve, stop
+from conftest import FAST_TRAIN, churnlens, serve, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -24,15 +26,10 @@ def _key(home: Path, name: str, scope: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    home = tmp_path_factory.mktemp("serve")
-    churnlens(home, "synth", "--accounts", "400", "--months", "18", "--seed", "9",
-              "--rollouts", "4")
-    churnlens(home, "features")
-    churnlens(home, "train")
-    keys = {scope: _key(home, f"test-{scope}", scope) for scope in ("read", "whatif", "admin")}
+    home, keys = served_home(tmp_path_factory, "serve")
+    shutil.rmtree(home / "scores")  # no score table: the server builds it, in the background
     process, base = serve(home, poll_seconds=0.5)
     deadline = time.monotonic() + 120
-    # no `churnlens score` ran: the server builds the score table itself, in the background
     while httpx.get(f"{base}/readyz", timeout=2).json()["score_table"] == "building":
         assert time.monotonic() < deadline, "the score table was never built"
         time.sleep(0.3)
@@ -184,7 +181,7 @@ def test_reload_under_load_fails_no_request(server: dict[str, Any]) -> None:
 def test_a_new_champion_is_swapped_in_without_a_restart(server: dict[str, Any]) -> None:
     home = server["home"]
     before = httpx.get(server["base"] + "/readyz").json()["model_version"]
-    trained = churnlens(home, "train", "--seed", "8", check=False)
+    trained = churnlens(home, "train", "--seed", "8", check=False, env=FAST_TRAIN)
     assert trained.returncode == 0, trained.stderr
     champion = (home / "models" / "CHAMPION").read_text().strip()
     if champion == before:

@@ -5,11 +5,11 @@ explanations."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from homes import trained_home
 
 from churnlens.serving import score as scoring
 from churnlens.serving.playbooks import load_playbooks
@@ -22,13 +22,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("state")
-    churnlens(home, "synth", "--accounts", "300", "--months", "16", "--seed", "5",
-              "--rollouts", "2")
-    churnlens(home, "features")
-    churnlens(home, "train", "--seed", "5")
-    yield home
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared trained company: these tests only read it, writing into copies."""
+    return trained_home(tmp_path_factory)
 
 
 def _copy(home: Path, into: Path, *parts: str) -> Path:
