@@ -24,7 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import churnlens, serve, stop
+from conftest import FAST_TRAIN, churnlens, serve, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     pq.write_table(accounts.set_column(accounts.schema.get_field_index("name"), "name",
                                        pa.array(names)), home / "raw" / "accounts.parquet")
     churnlens(home, "features")
-    churnlens(home, "train")
+    churnlens(home, "train", env=FAST_TRAIN)
     keys = {scope: churnlens(home, "keys", "create", "--name", f"csm-{scope}", "--scope",
                              scope).stdout.strip().splitlines()[-1]
             for scope in ("read", "whatif")}
@@ -178,6 +178,41 @@ def test_biggest_drops_first_and_what_changed(browser: webdriver.Chrome,
     movers = browser.find_elements(By.CSS_SELECTOR, "#change-drivers li")
     assert movers and "(was " in movers[0].text
     _shot(browser, "what-changed")
+
+
+def test_churn_before_renewal_first_and_when(browser: webdriver.Chrome,
+                                            site: dict[str, Any]) -> None:
+    _sign_in(browser, site, "read")
+    Select(browser.find_element(By.ID, "filter-sort")).select_by_value("renewal")
+    browser.find_element(By.ID, "apply-filters").click()
+    _arrive(browser, "sort=renewal")
+    assert "before renewal first" in browser.find_element(By.ID, "match-count").text
+    outlook = browser.find_element(By.ID, "forecast").text
+    assert "gross retention" in outlook and "net retention" in outlook and "90% interval" in outlook
+    assert browser.find_element(By.ID, "expansion-arr").text.replace(",", "").isdigit()
+    cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "td.before-renewal")]
+    shown = [int(text.split("%")[0]) for text in cells if "%" in text]
+    assert shown and shown == sorted(shown, reverse=True) and shown[0] > 0
+    browser.find_elements(By.CSS_SELECTOR, "#accounts .account-link")[0].click()
+    _arrive(browser, "/accounts/")
+    assert browser.find_element(By.ID, "coverage").text.startswith("The model saw ")
+    summary = browser.find_element(By.ID, "timing-summary").text
+    assert "chance it churns before" in summary and "Within 30 days" in summary
+    bars = browser.find_elements(By.CSS_SELECTOR, "#timing .bar-row")
+    months = [int(bar.text.split()[-1].rstrip("%")) for bar in bars]
+    assert len(months) == 3 and months == sorted(months)  # cumulative: never falls
+    assert browser.find_element(By.ID, "churn-probability").text == f"{months[-1]}%"
+    assert browser.find_element(By.ID, "before-renewal").text == f"{shown[0]}%"
+    _shot(browser, "when")
+
+    # the model page: the timing model's figures, and the forecast's backtest once it ran
+    browser.get(site["base"] + "/model")
+    assert "as served" in browser.find_element(By.ID, "timing-metrics").text
+    assert "churnlens forecast" in browser.find_element(By.ID, "forecast-backtest").text
+    churnlens(site["home"], "forecast", "--quarters", "3")
+    browser.get(site["base"] + "/model")
+    cells = browser.find_elements(By.CSS_SELECTOR, "#forecast-backtest td.coverage")
+    assert len(cells) >= 2 and all(c.text.endswith("%") for c in cells)
 
 
 def test_a_narrow_screen_and_names_shown_as_text(browser: webdriver.Chrome,
