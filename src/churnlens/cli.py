@@ -318,6 +318,17 @@ def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
             served = hazard["served"]
             console.print(f"  as served (scaled to the churn probability): C-td "
                           f"{served['c_td']:.3f}, integrated Brier {served['ibs']:.4f}")
+    cold = report.get("cold_start") or {}
+    if "validation" in cold:
+        figures = cold["validation"]
+        console.print(f"new accounts (cold start, {len(cold['features'])} onboarding features): "
+                      f"AUC {figures['cold_start']['roc_auc']:.3f}, Brier "
+                      f"{figures['cold_start']['brier']:.4f} on {figures['rows']:,} new-account "
+                      f"snapshots (full model {figures['full_model']['roc_auc']:.3f}, "
+                      f"{figures['full_model']['brier']:.4f}): "
+                      f"{'used' if cold['chosen'] else 'not used'}, {cold['reason']}")
+    elif "skipped" in cold:
+        console.print(f"[yellow]no cold-start model: {cold['skipped']}[/]")
     for flag in (report.get("segments") or {}).get("flags", []):
         console.print(f"[yellow]segment: {flag}[/]")
     colour = "green" if report["promoted"] else "yellow"

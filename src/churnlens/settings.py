@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     seed: int = Field(7, description="Seed for model fitting and bootstrap intervals.")
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples (over accounts) for "
                            "confidence intervals; 0 turns them off.")
+    cold_start: Literal["auto", "always", "never"] = Field(
+        "auto", description="Answer new accounts (tenure under 90 days) with a churn model of "
+        "their onboarding features: auto when it beats the full model's Brier score on new "
+        "accounts out of time, always, or never.")
     high_touch_arr: float = Field(100_000.0, description="ARR from which an account is "
                                   "high-touch.")
     mid_touch_arr: float = Field(20_000.0, description="ARR from which an account is mid-touch "

@@ -144,6 +144,9 @@ class RiskAnswer(BaseModel):
     as_of: str = Field(description="The snapshot date whose features were used.")
     model_version: str
     churn_probability: float
+    churn_model: str = Field("full", description="`full`, or `cold-start` for a new account "
+                             "(tenure under 90 days): answered by the model trained on new "
+                             "accounts' onboarding features.")
     expansion_probability: float
     tier: str
     health_score: int

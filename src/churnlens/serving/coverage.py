@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from churnlens.features.registry import PILLARS_ORDER, REGISTRY, load_all
+from churnlens.training.bundle import NEW_ACCOUNT_DAYS
 
-NEW_ACCOUNT_DAYS = 90
-"""Tenure below which an account counts as new: less than one horizon of history."""
 COLUMNS = ("coverage", "pillars_without_data", "new_account")
 
 

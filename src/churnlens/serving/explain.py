@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from churnlens.features.registry import PILLARS_ORDER, REGISTRY, load_all
-from churnlens.training.bundle import TargetModel
+from churnlens.training.bundle import Bundle, TargetModel
+from churnlens.training.coldstart import is_new
 from churnlens.training.explain import shap_values
 
 TOP_DRIVERS = 5
@@ -51,6 +52,52 @@ def explain(model: TargetModel, x: pd.DataFrame | np.ndarray) -> Explained:
     return Explained(probability=probability, base_probability=base_probability,
                      points=points, raw_margin=margin, contributions=contributions,
                      base_margin=base)
+
+
+def new_accounts(bundle: Bundle, meta: dict[str, np.ndarray], rows: int) -> np.ndarray:
+    """Rows the cold-start model answers: new accounts, when the bundle has one."""
+    if bundle.cold_start is None or "tenure_days" not in meta:
+        return np.zeros(rows, dtype=bool)
+    return is_new(meta["tenure_days"], bundle.cold_start.new_account_days)
+
+
+def churn_explained(bundle: Bundle, x: np.ndarray, new: np.ndarray) -> Explained:
+    """The churn model's explanation, with new accounts' rows from the cold-start model: its
+    probability, and its points on its own (onboarding) features, zero on the others."""
+    full = explain(bundle.models["churn"], x)
+    cold = bundle.cold_start
+    if cold is None or not new.any():
+        return full
+    columns = cold.columns(bundle.space.features)
+    part = explain(cold.model, x[new][:, columns])
+
+    def widened(values: np.ndarray, into: np.ndarray) -> np.ndarray:
+        out = into.copy()
+        block = np.zeros((int(new.sum()), into.shape[1]))
+        block[:, columns] = values
+        out[new] = block
+        return out
+
+    def replaced(values: np.ndarray, into: np.ndarray) -> np.ndarray:
+        out = into.copy()
+        out[new] = values
+        return out
+
+    return Explained(probability=replaced(part.probability, full.probability),
+                     base_probability=replaced(part.base_probability, full.base_probability),
+                     points=widened(part.points, full.points),
+                     raw_margin=replaced(part.raw_margin, full.raw_margin),
+                     contributions=widened(part.contributions, full.contributions),
+                     base_margin=replaced(part.base_margin, full.base_margin))
+
+
+def churn_probability(bundle: Bundle, x: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Calibrated churn probability without explanations, new accounts from the cold start."""
+    probability = bundle.models["churn"].probability(x)
+    if bundle.cold_start is not None and new.any():
+        columns = bundle.cold_start.columns(bundle.space.features)
+        probability[new] = bundle.cold_start.model.probability(x[new][:, columns])
+    return probability
 
 
 def top_features(points: np.ndarray, top: int = TOP_DRIVERS) -> np.ndarray:

@@ -38,6 +38,7 @@ from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.timing import BY_MONTH, timing_columns
 from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle, BundleError, latest_bundle, load_bundle
+from churnlens.training.coldstart import COLD, FULL
 from churnlens.training.drift import DRIFT_PSI, feature_psi
 from churnlens.training.evaluation import touch_segment
 from churnlens.training.forecast import expected_expansion_arr
@@ -148,7 +149,7 @@ def average_rate(bundle: Bundle) -> float:
 
 
 def _headline(bundle: Bundle, settings: Settings, meta: dict[str, Any],
-              churn: np.ndarray, expansion: np.ndarray) -> dict[str, Any]:
+              churn: np.ndarray, expansion: np.ndarray, new: np.ndarray) -> dict[str, Any]:
     """The columns every score table starts with, explained or not."""
     average = average_rate(bundle)
     return {
@@ -162,6 +163,7 @@ def _headline(bundle: Bundle, settings: Settings, meta: dict[str, Any],
                                  settings.mid_touch_arr).to_numpy()
         if "mrr" in meta else np.full(len(churn), "unknown"),
         **revenue_at_risk(bundle, meta, churn, expansion),
+        "churn_model": np.where(new, COLD, FULL),
     }
 
 
@@ -185,9 +187,10 @@ def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
     No SHAP, so no drivers, failing pillar or playbook; for when only the numbers are needed."""
     x = bundle.space.array(frame)
     meta = {c: frame[c].to_numpy() for c in META if c in frame}
-    churn = bundle.models["churn"].probability(x)
+    new = explain.new_accounts(bundle, meta, len(x))
+    churn = explain.churn_probability(bundle, x, new)
     return pd.DataFrame({**_headline(bundle, settings, meta, churn,
-                                     bundle.models["expansion"].probability(x)),
+                                     bundle.models["expansion"].probability(x), new),
                          **timing_columns(bundle, x, churn, meta),
                          "model_version": bundle.version})
 
@@ -233,10 +236,11 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
                previous: Previous | None = None) -> pd.DataFrame:
     """The score table's rows for ``rows``: probabilities, explanations, playbooks, and what
     changed since ``previous`` (the same accounts at the snapshot before, row for row)."""
-    churn = explain.explain(bundle.models["churn"], rows.x)
+    new = explain.new_accounts(bundle, rows.meta, len(rows))
+    churn = explain.churn_explained(bundle, rows.x, new)
     expansion = bundle.models["expansion"].probability(rows.x)
     pillars = explain.pillar_points(bundle.space.features, churn.points)
-    headline = _headline(bundle, settings, rows.meta, churn.probability, expansion)
+    headline = _headline(bundle, settings, rows.meta, churn.probability, expansion, new)
     tiers = headline["tier"]
     renewal, tenure = _numbers(rows, "days_to_renewal"), _numbers(rows, "tenure_days")
     plays, reasons, failing, top = [], [], [], []
@@ -252,8 +256,9 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
         plays.append(play)
         reasons.append(reason)
         failing.append(facts["failing_pillar"])
+        shown = chosen[i][churn.points[i, chosen[i]] != 0] if new[i] else chosen[i]
         top.append(explain.drivers(bundle.space.features, rows.values[i], churn.points[i],
-                                   chosen[i]))
+                                   shown))
     columns: dict[str, Any] = {
         **headline,
         **timing_columns(bundle, rows.x, churn.probability, rows.meta),
@@ -267,17 +272,17 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
             columns[column] = pd.Series([d[k][key] if len(d) > k else None for d in top],
                                         dtype=object)
     columns["drivers_json"] = [json.dumps(d, default=str) for d in top]
-    columns.update(_changes(bundle, rows, churn, headline["health_score"], previous))
+    columns.update(_changes(bundle, rows, churn, headline["health_score"], previous, new))
     columns["model_version"] = bundle.version
     return pd.DataFrame(columns)
 
 
 def _changes(bundle: Bundle, rows: Rows, now: explain.Explained, health_now: np.ndarray,
-             previous: Previous | None) -> dict[str, Any]:
+             previous: Previous | None, new: np.ndarray) -> dict[str, Any]:
     if previous is None or not previous.present.any():
         return no_change_columns(len(rows))
     earlier = Rows.of(bundle, previous.frame)
-    before = explain.explain(bundle.models["churn"], earlier.x)
+    before = explain.churn_explained(bundle, earlier.x, new)  # both sides under one model
     return change_columns(
         bundle.space.features, Side(now, rows.x, rows.values, health_now),
         Side(before, earlier.x, earlier.values,
@@ -292,7 +297,7 @@ def table_schema(explained: bool = True) -> pa.Schema:
               ("churn_probability", pa.float64()), ("expansion_probability", pa.float64()),
               ("tier", pa.string()), ("health_score", pa.int64()), ("segment", pa.string()),
               ("arr", pa.float64()), ("arr_at_risk", pa.float64()),
-              ("expected_expansion_arr", pa.float64())]
+              ("expected_expansion_arr", pa.float64()), ("churn_model", pa.string())]
     fields += [(name, pa.float64()) for name in BY_MONTH]
     fields += [("days_to_renewal", pa.float64()), ("churn_before_renewal", pa.float64()),
                ("renewal_beyond_horizon", pa.bool_()), ("timing_summary", pa.string())]

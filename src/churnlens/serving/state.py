@@ -67,6 +67,8 @@ class ScoreTable:
             "churn_probability": float(column["churn_probability"][row]),
             "expansion_probability": float(column["expansion_probability"][row]),
             "tier": str(column["tier"][row]),
+            "churn_model": str(column["churn_model"][row]) if "churn_model" in column
+            else "full",
             "health_score": int(column["health_score"][row]),
             "segment": str(column["segment"][row]),
             **{name: _number(column[name][row])

@@ -47,6 +47,12 @@ REVENUE = "revenue.json"
 FORMAT = 1
 
 
+NEW_ACCOUNT_DAYS = 90
+"""Tenure below which an account is new: less than one default horizon of history."""
+COLD_MODEL, COLD_CALIBRATOR, COLD_INFO = ("cold_start.lgb.txt", "cold_start.calibrator.json",
+                                          "cold_start.json")
+
+
 class BundleError(RuntimeError):
     """A bundle that cannot be trusted: missing, tampered or built for other features."""
 
@@ -64,6 +70,20 @@ class TargetModel:
 
 
 @dataclass(frozen=True)
+class ColdStart:
+    """The churn model for new accounts (``training.coldstart``)."""
+
+    model: TargetModel
+    space: FeatureSpace
+    """The onboarding features it reads, a subset of the bundle's, in the same order."""
+    new_account_days: int = NEW_ACCOUNT_DAYS
+
+    def columns(self, features: tuple[str, ...]) -> list[int]:
+        """Positions of its features in the full model's input."""
+        return [features.index(name) for name in self.space.features]
+
+
+@dataclass(frozen=True)
 class Bundle:
     path: Path
     manifest: dict[str, Any]
@@ -77,6 +97,8 @@ class Bundle:
     written before hazard models, or trained on snapshots without ``churn_day``."""
     revenue: RevenueModel | None = None
     """What each outcome did to ARR; None in older bundles and without MRR."""
+    cold_start: ColdStart | None = None
+    """The churn model of new accounts; None in older bundles or without enough of them."""
 
     @property
     def version(self) -> str:
@@ -108,8 +130,8 @@ def _sha256(path: Path) -> str:
 def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
                  models: dict[str, TargetModel], metrics: dict[str, Any],
                  info: dict[str, Any], reference: dict[str, Any] | None = None,
-                 hazard: HazardModel | None = None, revenue: RevenueModel | None = None
-                 ) -> Path:
+                 hazard: HazardModel | None = None, revenue: RevenueModel | None = None,
+                 cold_start: ColdStart | None = None) -> Path:
     """Write the bundle to a staging folder, then rename it into place (never half-written)."""
     staging = folder.with_name(folder.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -132,6 +154,11 @@ def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
         put(HAZARD_INFO, json.dumps(hazard.to_json(), indent=2))
     if revenue is not None:
         put(REVENUE, json.dumps(revenue.to_json()))
+    if cold_start is not None:
+        put(COLD_MODEL, cold_start.model.booster.model_to_string())
+        put(COLD_CALIBRATOR, json.dumps(cold_start.model.calibrator.to_json(), indent=2))
+        put(COLD_INFO, json.dumps({**cold_start.space.to_json(),
+                                   "new_account_days": cold_start.new_account_days}, indent=2))
     for path in sorted(staging.iterdir()):
         files[path.name] = _sha256(path)
     manifest = {"format": FORMAT, "version": version, "targets": list(models),
@@ -194,7 +221,28 @@ def load_bundle(folder: Path) -> Bundle:
     return Bundle(path=folder, manifest=manifest, space=space, models=models, metrics=metrics,
                   reference=reference, hazard=_load_hazard(folder, files, space),
                   revenue=RevenueModel.from_json(json.loads((folder / REVENUE).read_text()))
-                  if REVENUE in files else None)
+                  if REVENUE in files else None,
+                  cold_start=_load_cold_start(folder, files, space))
+
+
+def _load_cold_start(folder: Path, files: dict[str, str], space: FeatureSpace
+                     ) -> ColdStart | None:
+    """The bundle's cold-start model, or None when it has none."""
+    if COLD_MODEL not in files:
+        return None
+    if COLD_INFO not in files or COLD_CALIBRATOR not in files:
+        raise BundleError(f"{folder}: {COLD_MODEL} is listed without {COLD_INFO} and "
+                          f"{COLD_CALIBRATOR}")
+    info = json.loads((folder / COLD_INFO).read_text())
+    sub = FeatureSpace.from_json(info)
+    booster = lgb.Booster(model_str=(folder / COLD_MODEL).read_text())
+    if booster.feature_name() != list(sub.features) or not set(sub.features) <= set(
+            space.features):
+        raise BundleError(f"{folder}: the cold-start model was trained on other features than "
+                          "the bundle lists")
+    calibrator = Calibrator.from_json(json.loads((folder / COLD_CALIBRATOR).read_text()))
+    return ColdStart(model=TargetModel(booster=booster, calibrator=calibrator), space=sub,
+                     new_account_days=int(info["new_account_days"]))
 
 
 def _load_hazard(folder: Path, files: dict[str, str], space: FeatureSpace) -> HazardModel | None:

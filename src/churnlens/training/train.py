@@ -27,6 +27,7 @@ from churnlens.features.registry import REGISTRY
 from churnlens.features.store import SNAPSHOTS, read_manifest
 from churnlens.settings import Settings
 from churnlens.training import (
+    coldstart,
     drift,
     evaluation,
     explain,
@@ -384,6 +385,9 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         report["hazard"] = evaluate_hazard(hazard_fit, parts, space,
                                            fits["churn"].validation, settings)
         revenue = fit_revenue(frame, labelled, fits, space, settings)
+        cold, report["cold_start"] = coldstart.fit_cold_start(
+            parts, space, settings.seed, _threads(settings), fits["churn"].model,
+            settings.cold_start)
         if revenue is not None:
             report["revenue"] = {"expansion_uplift": revenue.uplift(),
                                  "extra_sd": revenue.extra_sd,
@@ -403,7 +407,7 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
                   "features_settings": manifest["settings"]},
             reference=drift.reference(pd.concat([parts["fit"], parts["tuning"]]), space),
             hazard=hazard_fit.model if hazard_fit else None,
-            revenue=revenue)
+            revenue=revenue, cold_start=cold)
 
         promoted, reason, comparisons = _gate(client, settings, val, fits, space)
         report["promoted"], report["reason"] = promoted, reason
@@ -463,7 +467,7 @@ def export_bundle(bundle_dir: Path, models_root: Path, versions: dict[str, str])
     return write_bundle(models_root / name, version=name, space=bundle.space,
                         models=bundle.models, metrics=bundle.metrics,
                         reference=bundle.reference, hazard=bundle.hazard,
-                        revenue=bundle.revenue,
+                        revenue=bundle.revenue, cold_start=bundle.cold_start,
                         info={**info, "registered_versions": versions})
 
 
