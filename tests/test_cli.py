@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import churnlens
+from conftest import FAST_TRAIN, churnlens
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,8 @@ def test_a_missing_column_is_a_clear_error(tmp_path: Path, dirty_home: Path) -> 
 
 def test_demo_runs_as_far_as_the_pipeline_goes(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    result = churnlens(home, "demo", "--accounts", "300", "--months", "18", "--no-serve")
+    result = churnlens(home, "demo", "--accounts", "300", "--months", "18", "--no-serve",
+                       env=FAST_TRAIN)
     assert "Validation (lenient)" in result.stdout
     assert "no champion yet" in result.stdout
     assert "not starting the API" in result.stdout

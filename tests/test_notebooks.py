@@ -8,6 +8,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from conftest import FAST_TRAIN
+
 pytestmark = pytest.mark.e2e
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
@@ -24,8 +26,9 @@ def test_quickstart_then_compare_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     home = tmp_path / "home"
     home.mkdir()
     # the kernel inherits these; monkeypatch restores them for the other tests
-    for key, value in {"CHURNLENS_HOME": str(home), "CHURNLENS_NB_ACCOUNTS": "400",
-                       "CHURNLENS_NB_MONTHS": "20", "MPLBACKEND": "Agg"}.items():
+    for key, value in {"CHURNLENS_HOME": str(home), "CHURNLENS_NB_ACCOUNTS": "300",
+                       "CHURNLENS_NB_MONTHS": "16", "MPLBACKEND": "Agg",
+                       **FAST_TRAIN}.items():
         monkeypatch.setenv(key, value)
     quickstart = _run("01_quickstart.ipynb", home)
     outputs = [o for cell in quickstart.cells if cell.cell_type == "code"

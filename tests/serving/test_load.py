@@ -13,11 +13,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import load
+from conftest import FAST_TRAIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_a_minute_of_load_through_a_hot_swap(tmp_path: Path) -> None:
+def test_a_minute_of_load_through_a_hot_swap(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in FAST_TRAIN.items():  # bench/load.py's commands inherit the environment
+        monkeypatch.setenv(key, value)
     home = tmp_path / "home"
     runs = load.prepare_home(home, accounts=300, months=16)
     report = load.load_test(home, runs, seconds=60, rate=60)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from churnlens.training.bundle import BundleError, latest_bundle, load_bundle
-from conftest import churnlens
+from conftest import FAST_TRAIN, churnlens
 
 pytestmark = pytest.mark.e2e
 
@@ -24,8 +24,14 @@ HOPELESS = {"min_child_samples": 1_000_000}
 """No leaf can hold that many snapshots: the model never splits and ranks nobody."""
 
 
+INTERVALS = {"CHURNLENS_BOOTSTRAP": "40"}
+"""Enough resamples for intervals around each figure; the default 200 (100 per segment) would
+be most of this module's time and show nothing more."""
+
+
 def _train(home: Path, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    env = {"CHURNLENS_MODEL_PARAMS": json.dumps(params)} if params else None
+    env = ({**FAST_TRAIN, "CHURNLENS_MODEL_PARAMS": json.dumps(params)} if params
+           else INTERVALS)
     out = churnlens(home, "train", "--json", env=env)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
