@@ -149,9 +149,10 @@ def test_sign_in_filter_open_an_account_what_if_and_the_model(
     assert browser.find_element(By.ID, "model-version").text == "v1"
     images = browser.find_elements(By.CSS_SELECTOR, "figure img")
     assert images
-    for image in images:
-        assert browser.execute_script("return arguments[0].complete && "
-                                      "arguments[0].naturalWidth > 0", image)
+    for image in images:  # lazy images load as they are scrolled to: wait for each
+        browser.execute_script("arguments[0].scrollIntoView()", image)
+        WebDriverWait(browser, 30).until(lambda b, image=image: b.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth > 0", image))
     assert "PSI" in browser.find_element(By.ID, "drift").text
     _shot(browser, "model")
 
