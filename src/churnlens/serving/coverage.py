@@ -14,15 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnlens.features.registry import PILLARS_ORDER, REGISTRY, load_all
+from churnlens.features.registry import PILLARS_ORDER
+from churnlens.serving.explain import pillars_of
 from churnlens.training.bundle import NEW_ACCOUNT_DAYS
 
 COLUMNS = ("coverage", "pillars_without_data", "new_account")
-
-
-def pillars_of(features: tuple[str, ...]) -> np.ndarray:
-    load_all()
-    return np.array([REGISTRY[name].pillar for name in features])
 
 
 def coverage_columns(features: tuple[str, ...], values: np.ndarray, meta: dict[str, Any]

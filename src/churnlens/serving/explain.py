@@ -128,10 +128,15 @@ def drivers(features: tuple[str, ...], values: np.ndarray, points: np.ndarray,
     return out
 
 
+def pillars_of(features: tuple[str, ...]) -> np.ndarray:
+    """Each feature's CS pillar, in the order of ``features``."""
+    load_all()
+    return np.array([REGISTRY[name].pillar for name in features])
+
+
 def pillar_points(features: tuple[str, ...], points: np.ndarray) -> dict[str, np.ndarray]:
     """Probability points per CS pillar, summed over its features."""
-    load_all()
-    pillars = np.array([REGISTRY[name].pillar for name in features])
+    pillars = pillars_of(features)
     return {pillar: points[:, pillars == pillar].sum(axis=1) for pillar in PILLARS_ORDER}
 
 
