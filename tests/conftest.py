@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,13 @@ import pytest
 
 NOW = datetime(2024, 6, 1)
 
+os.environ.setdefault("CHURNLENS_THREADS", "1")
+"""`make test` runs two workers on two cores: each worker's engines, LightGBM and scoring get
+one core. Every LightGBM on every core oversubscribes them, and OpenMP's waiting threads then
+cost far more than the second core gives: two 700-account trainings side by side took 110 s
+each at two threads against 24 s each at one (22 s for one alone). In CI, with a third process
+busy, one such training ran past its 300 s limit. Child processes inherit this."""
+
 FAST_TRAIN = {"CHURNLENS_BOOTSTRAP": "0"}
 """Settings for a `churnlens train` whose confidence intervals no test reads: the bootstrap
 (200 resamples of every metric, and of every segment's) is most of a small company's training
@@ -23,11 +31,26 @@ time, and nothing else in the run depends on it."""
 
 
 def churnlens(home: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
-              timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    """Run the real command line in a child process, as a user would."""
-    full_env = {**os.environ, "COLUMNS": "200", "CHURNLENS_HOME": str(home), **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "churnlens.cli", *args], env=full_env,
-                            capture_output=True, text=True, timeout=timeout)
+              timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real command line in a child process, as a user would.
+
+    A child still running after ``timeout`` seconds is stopped with SIGABRT, on which Python's
+    fault handler prints where every thread was: the failure then says where it hung.
+    """
+    full_env = {**os.environ, "COLUMNS": "200", "CHURNLENS_HOME": str(home),
+                "PYTHONFAULTHANDLER": "1", **(env or {})}
+    command = [sys.executable, "-m", "churnlens.cli", *args]
+    with subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            stdout, stderr = process.communicate(timeout=30)
+            where = stderr.split("\nExtension modules:")[0][-6000:]
+            raise AssertionError(f"churnlens {' '.join(args)} ran past {timeout} s; where it "
+                                 f"was:\n{where}") from None
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"churnlens {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout}\n{result.stderr}")

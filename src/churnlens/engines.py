@@ -110,7 +110,7 @@ def spark_defaults(settings: Settings) -> dict[str, str]:
     if settings.spark_master.startswith("local"):
         # one JVM does everything: give it half the machine, and shuffles small enough that
         # a task's share fits in it (Spark's 200 partitions cost more than they save here)
-        cores = settings.threads or os.cpu_count() or 1
+        cores = settings.cores
         conf["spark.sql.shuffle.partitions"] = str(max(16, 4 * cores))
         conf["spark.driver.memory"] = f"{_half_the_memory_gb()}g"
     return conf

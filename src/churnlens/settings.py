@@ -6,6 +6,7 @@ Precedence, highest first: values passed by the CLI (or a test), environment var
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -118,11 +119,22 @@ class Settings(BaseSettings):
         "'8g'}; they win over churnlens' own defaults.")
     duckdb_memory_limit: str | None = Field(
         None, description="e.g. '4GB'; DuckDB spills beyond it.")
-    threads: int | None = Field(None, description="Engine threads; default all cores.")
+    threads: int | None = Field(
+        None, ge=1, description="Threads (and scoring processes) for the engines, LightGBM and "
+        "scoring; default: the cores this process may run on. Set it on a shared machine: "
+        "two LightGBM trainings each running on every core of the same two cores took 5x "
+        "as long as each on one.")
 
     @property
     def layout(self) -> Home:
         return Home(self.home)
+
+    @property
+    def cores(self) -> int:
+        """``threads`` or, unset, the cores this process may run on: a CPU set given by
+        taskset or a container counts, where ``os.cpu_count`` would say every core of the
+        host and oversubscribe them."""
+        return self.threads or len(os.sched_getaffinity(0)) or 1
 
     @classmethod
     def settings_customise_sources(

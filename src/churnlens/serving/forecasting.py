@@ -47,7 +47,7 @@ def run_forecast(settings: Settings, quarters: int = 12) -> dict[str, Any]:
     segments = pd.Series(touch_segment(pd.to_numeric(frame["mrr"], errors="coerce"),
                                        settings.high_touch_arr, settings.mid_touch_arr
                                        ).to_numpy(), index=frame.index)
-    threads = settings.threads or os.cpu_count() or 1
+    threads = settings.cores
     refit = Refit(matrix=bundle.space.matrix,
                   params={target: refit_params(model.booster, settings.seed, threads)
                           for target, model in bundle.models.items()})

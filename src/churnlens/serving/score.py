@@ -369,7 +369,7 @@ def score(settings: Settings, *, explained: bool = True) -> ScoreRun:
     frame, as_of = latest_snapshot(settings)
     if explained:
         table = score_frame(bundle, frame, settings, load_playbooks(settings.playbooks),
-                            processes=settings.threads or os.cpu_count() or 1,
+                            processes=settings.cores,
                             previous=previous_snapshot(settings.layout.features, as_of,
                                                        frame["account_id"]))
     else:

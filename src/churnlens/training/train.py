@@ -85,10 +85,6 @@ class TrainResult:
     bundle: Path | None
 
 
-def _threads(settings: Settings) -> int:
-    return settings.threads or os.cpu_count() or 1
-
-
 def _slices(frame: pd.DataFrame, split: TimeSplit) -> dict[str, pd.DataFrame]:
     out = {}
     for name in ("fit", "tuning", "calibration", "validation"):
@@ -133,7 +129,7 @@ def fit_target(target: str, parts: dict[str, pd.DataFrame], space: FeatureSpace,
     search_tune, search_tune_y = models.tuning_sample(parts["tuning"], x["tuning"], y["tuning"],
                                                       settings.seed)
     search = models.search_lightgbm(search_fit, search_y, search_tune, search_tune_y,
-                                    settings.seed, _threads(settings),
+                                    settings.seed, settings.cores,
                                     fixed=settings.model_params or None)
     lap("search")
     train_x = pd.concat([x["fit"], x["tuning"]])
@@ -170,7 +166,7 @@ def fit_hazard_model(parts: dict[str, pd.DataFrame], space: FeatureSpace, settin
         return None
     model, search = hazard.fit_hazard(
         space.matrix(expanded["fit"]), expanded["fit"], space.matrix(expanded["tuning"]),
-        expanded["tuning"], settings.horizon_days, settings.seed, _threads(settings),
+        expanded["tuning"], settings.horizon_days, settings.seed, settings.cores,
         fixed=settings.model_params or None)
     return HazardFit(model=model, search=search, seconds=time.perf_counter() - started)
 
@@ -386,7 +382,7 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
                                            fits["churn"].validation, settings)
         revenue = fit_revenue(frame, labelled, fits, space, settings)
         cold, report["cold_start"] = coldstart.fit_cold_start(
-            parts, space, settings.seed, _threads(settings), fits["churn"].model,
+            parts, space, settings.seed, settings.cores, fits["churn"].model,
             settings.cold_start)
         if revenue is not None:
             report["revenue"] = {"expansion_uplift": revenue.uplift(),
