@@ -33,7 +33,7 @@ demo: install
 	$(UV) run churnlens --home $(HOME_DIR) demo
 
 test: install browsers engines
-	$(UV) run pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(UV) run pytest -n 2 --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 lint: install
 	$(UV) run ruff check src tests bench

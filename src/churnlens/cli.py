@@ -496,6 +496,9 @@ def forecast(
                       *[f"{guess[m]['expected']:.1%} ({guess[m]['low']:.1%}-"
                         f"{guess[m]['high']:.1%})" for m in ("grr", "nrr")], group)
     console.print(ahead)
+    if report["backtest"].get("too_short"):
+        console.print(f"[yellow]{report['backtest']['too_short']}[/]")
+        return
     past = Table(title="Backtest: the whole portfolio at past quarter starts")
     for column in ("start", "GRR forecast", "GRR actual", "NRR forecast", "NRR actual"):
         past.add_column(column, justify="right")

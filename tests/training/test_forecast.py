@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from churnlens.training.forecast import (
+    Refit,
     RevenueModel,
     actual,
+    backtest,
     end_dates,
     expected_expansion_arr,
     forecast,
@@ -94,3 +96,12 @@ def test_expected_expansion_arr_and_an_empty_portfolio() -> None:
                      MODEL)
     assert empty["grr"] is None and empty["nrr"] is None and empty["accounts"] == 0
     assert RevenueModel.from_json(MODEL.to_json()) == MODEL
+
+
+def test_a_history_too_short_to_backtest_says_what_it_lacks() -> None:
+    refit = Refit(matrix=lambda frame: frame, params={})
+    report = backtest(_snapshots(), refit, 90)
+    assert report["checks"] == [] and report["summary"] == {}
+    assert "needs 6 of them" in report["too_short"]
+    assert "1 snapshot dates whose horizon ended" in report["too_short"]
+    assert "About 6 more snapshot dates" in report["too_short"]

@@ -312,7 +312,23 @@ def backtest(frame: pd.DataFrame, refit: Refit, horizon_days: int, *, quarters: 
                                "error": guess["expected"] - real[measure],
                                "covered": bool(guess["low"] <= real[measure] <= guess["high"])})
     return {"level": level, "horizon_days": horizon_days, "checks": checks,
-            "summary": summarise(checks), "note": BACKTEST_NOTE}
+            "summary": summarise(checks), "note": BACKTEST_NOTE,
+            "too_short": None if checks else too_short(outcomes, horizon_days, min_dates)}
+
+
+def too_short(outcomes: pd.DataFrame, horizon_days: int, min_dates: int) -> str:
+    """Why a history gave no backtest, and what it lacks: said, not shown as an empty table."""
+    dates = sorted(outcomes["as_of"].unique())
+    ended = max((outcomes.loc[outcomes["end_as_of"] <= start, "as_of"].nunique()
+                 for start in dates), default=0)
+    if ended < min_dates:
+        return (f"No backtest: a past start refits the models on the snapshot dates whose "
+                f"{horizon_days}-day horizon had ended by then, and needs {min_dates} of them; "
+                f"this history has {len(dates)} snapshot dates whose horizon ended, and at "
+                f"most {ended} before any one of them. About {min_dates - ended} more snapshot "
+                "dates of history are needed.")
+    return ("No backtest: no past start had 20 accounts with ARR whose outcome a horizon "
+            "later is known.")
 
 
 def summarise(checks: list[dict[str, Any]]) -> dict[str, Any]:
