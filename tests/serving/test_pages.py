@@ -7,7 +7,6 @@ A screenshot of each page lands in ``tests/screenshots/`` (or ``$CHURNLENS_SCREE
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from browser import chromium, sign_in
 from conftest import FAST_TRAIN, churnlens, serve, stop
 
 pytestmark = pytest.mark.e2e
@@ -61,20 +59,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver:
-        pytest.fail("Chromium is missing: run `make browsers` (apt-get install chromium "
-                    "chromium-driver)")
-    options = Options()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                 "--disable-gpu", "--window-size=1280,1000"):
-        options.add_argument(flag)
-    chrome = webdriver.Chrome(options=options, service=Service(driver))
-    chrome.implicitly_wait(5)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield chrome
-    chrome.quit()
+    with chromium() as chrome:
+        yield chrome
 
 
 def _shot(browser: webdriver.Chrome, name: str) -> None:
@@ -92,13 +79,7 @@ def _arrive(browser: webdriver.Chrome, part: str) -> None:
 
 
 def _sign_in(browser: webdriver.Chrome, site: dict[str, Any], scope: str) -> None:
-    browser.delete_all_cookies()
-    browser.get(site["base"] + "/")
-    assert "/login" in browser.current_url  # every page needs a key first
-    browser.find_element(By.ID, "key").send_keys(site["keys"][scope])
-    browser.find_element(By.ID, "sign-in").click()
-    WebDriverWait(browser, 15).until_not(expected_conditions.url_contains("/login"))
-    assert browser.find_element(By.ID, "accounts")
+    sign_in(browser, site["base"], site["keys"][scope])
 
 
 def test_sign_in_filter_open_an_account_what_if_and_the_model(

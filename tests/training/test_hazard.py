@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from browser import chromium, sign_in
 from churnlens.features.registry import REGISTRY, load_all
 from churnlens.serving.playbooks import load_playbooks
 from churnlens.serving.score import latest_snapshot, score_frame, score_probabilities
@@ -24,7 +25,7 @@ from churnlens.training.coldstart import fit_cold_start
 from churnlens.training.evaluation import segment_review
 from churnlens.training.matrix import load_snapshots
 from churnlens.training.splits import split_dates
-from conftest import churnlens
+from conftest import churnlens, serve, stop
 
 # --------------------------------------------------------------------------- person-period
 
@@ -305,6 +306,35 @@ def test_new_accounts_are_answered_by_the_cold_start_model(trained: dict[str, An
     answer = ScoreTable(table.reset_index()).answer(str(young["account_id"].iloc[0]))
     assert answer["churn_model"] == "cold-start"
     assert all(d["pillar"] == "onboarding" for d in answer["drivers"])
+
+
+@pytest.mark.e2e
+def test_the_account_page_says_a_new_account_was_scored_by_the_cold_start_model(
+        trained: dict[str, Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    home = trained["home"]
+    frame, _ = latest_snapshot(load_settings(home=home))
+    young = str(frame.loc[frame["tenure_days"] < 90, "account_id"].iloc[0])
+    older = str(frame.loc[frame["tenure_days"] >= 365, "account_id"].iloc[0])
+    key = churnlens(home, "keys", "create", "--name", "csm", "--scope", "read"
+                    ).stdout.strip().splitlines()[-1]
+    process, base = serve(home)
+    try:
+        with chromium() as browser:
+            sign_in(browser, base, key)
+            browser.get(f"{base}/accounts/{young}")
+            note = browser.find_element(By.ID, "churn-model").text
+            assert "New account" in note and "cold-start model" in note
+            assert "onboarding" in note
+            # its drivers are onboarding features: the other pillars show no points
+            assert "onboarding" in browser.find_element(By.ID, "drivers").text.lower()
+            browser.implicitly_wait(0)
+            browser.get(f"{base}/accounts/{older}")
+            assert browser.find_element(By.ID, "drivers").text
+            assert not browser.find_elements(By.ID, "churn-model")
+    finally:
+        stop(process)
 
 
 @pytest.mark.e2e
