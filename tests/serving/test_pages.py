@@ -22,6 +22,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from browser import chromium, sign_in
+from churnlens.serving import pages
 from conftest import FAST_TRAIN, churnlens, serve, stop
 
 pytestmark = pytest.mark.e2e
@@ -135,6 +136,7 @@ def test_sign_in_filter_open_an_account_what_if_and_the_model(
         WebDriverWait(browser, 30).until(lambda b, image=image: b.execute_script(
             "return arguments[0].complete && arguments[0].naturalWidth > 0", image))
     assert "PSI" in browser.find_element(By.ID, "drift").text
+    assert browser.find_element(By.ID, "segments").text.startswith("Segments")
     _shot(browser, "model")
 
 
@@ -275,3 +277,21 @@ def test_every_page_forbids_framing_and_sniffing_and_escapes_names(site: dict[st
     for response in pages[1:3]:
         assert "&lt;script&gt;alert(" in response.text
         assert "<script>" not in response.text
+
+
+def test_segments_on_the_model_page_worst_ranked_first_flags_marked() -> None:
+    def level(auc: float, flags: list[str]) -> dict[str, Any]:
+        return {"rows": 300, "rate": 0.1, "mean_prediction": 0.12, "reviewed": True,
+                "roc_auc": auc, "flags": flags}
+
+    review = {"churn": {"overall": {"roc_auc": 0.85, "rows": 900.0, "rate": 0.1},
+                        "by": {"plan": {"starter": level(0.62, ["Churn model, plan starter: "
+                                                                "AUC 0.62"]),
+                                        "growth": level(0.88, []),
+                                        "tiny": {"rows": 8, "reviewed": False, "flags": []}},
+                               "region": {"EMEA": level(0.80, [])}}}}
+    rows = pages.segment_rows(review)
+    assert [r["segment"] for r in rows] == ["all validation snapshots", "plan starter",
+                                            "region EMEA", "plan growth"]
+    assert [r["flagged"] for r in rows] == [False, True, False, False]
+    assert pages.segment_rows({}) == []

@@ -309,7 +309,7 @@ def test_new_accounts_are_answered_by_the_cold_start_model(trained: dict[str, An
 
 
 @pytest.mark.e2e
-def test_the_account_page_says_a_new_account_was_scored_by_the_cold_start_model(
+def test_the_pages_show_the_cold_start_model_and_the_segment_review(
         trained: dict[str, Any]) -> None:
     from selenium.webdriver.common.by import By
 
@@ -333,6 +333,10 @@ def test_the_account_page_says_a_new_account_was_scored_by_the_cold_start_model(
             browser.get(f"{base}/accounts/{older}")
             assert browser.find_element(By.ID, "drivers").text
             assert not browser.find_elements(By.ID, "churn-model")
+            # the segment review of part 5, on the model page
+            browser.get(f"{base}/model")
+            segments = browser.find_element(By.ID, "segments").text
+            assert "all validation snapshots" in segments and "touch tech-touch" in segments
     finally:
         stop(process)
 

@@ -164,6 +164,28 @@ def _run_report(settings: Settings, run_id: str) -> dict[str, Any]:
         return {}
 
 
+def segment_rows(review: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training report's segment review as rows for the model page: each segment the
+    churn model was reviewed on (enough rows and churners), worst ranked first, beside the
+    overall figures, so a data scientist sees where it serves some customers worse."""
+    churn = review.get("churn") or {}
+    rows = []
+    for column, levels in (churn.get("by") or {}).items():
+        for level, figures in levels.items():
+            if figures.get("reviewed"):
+                rows.append({"segment": f"{column} {level}", "rows": figures["rows"],
+                             "rate": figures["rate"], "mean_prediction":
+                             figures["mean_prediction"], "roc_auc": figures.get("roc_auc"),
+                             "flagged": bool(figures.get("flags"))})
+    rows.sort(key=lambda row: row["roc_auc"] if row["roc_auc"] is not None else 1.0)
+    overall = churn.get("overall")
+    if overall and rows:
+        rows.insert(0, {"segment": "all validation snapshots", "rows": int(overall["rows"]),
+                        "rate": overall["rate"], "mean_prediction": None,
+                        "roc_auc": overall["roc_auc"], "flagged": False})
+    return rows
+
+
 def _series(frame: pd.DataFrame, column: str) -> list[float | None]:
     if column not in frame:
         return [None] * len(frame)
@@ -406,10 +428,14 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
         run_id = str(bundle.manifest.get("run_id", ""))
         plots = [name for name in PLOTS if run_id and
                  (settings.layout.reports / "runs" / run_id / name).is_file()]
+        report = _run_report(settings, run_id)
         return page(request, "model.html", user=user, served=served, bundle=bundle,
                     metrics=bundle.metrics, drift=drift, drifted=set(served.drift.drifted),
                     plots=plots, trained_at=bundle.manifest.get("trained_at"),
-                    timing=_run_report(settings, run_id).get("hazard") or {},
+                    timing=report.get("hazard") or {},
+                    segments=segment_rows(report.get("segments") or {}),
+                    segment_flags=(report.get("segments") or {}).get("flags", []),
+                    segment_review=bool(report.get("segments")),
                     backtest=(read_report(settings) or {}).get("backtest"))
 
     @app.get("/model/plots/{name}", include_in_schema=False)
