@@ -11,6 +11,7 @@ Generates (or reuses) a company of about ten million usage events, then in one p
 
     uv run python bench/features.py                       # 10k accounts x 36 months
     uv run python bench/features.py --accounts 100000     # about 100 million events
+    uv run python bench/features.py --ibis-overhead       # also the generated SQL run directly
 """
 
 from __future__ import annotations
@@ -34,8 +35,22 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
 
 
+def _ibis_overhead(backend: Any, expr: Any, through_ibis_s: float) -> dict[str, Any]:
+    """The same build as the SQL Ibis generates, run by DuckDB directly: what Ibis adds."""
+    import ibis
+
+    started = time.perf_counter()
+    sql = ibis.to_sql(expr, dialect="duckdb")
+    compiled = time.perf_counter()
+    backend.con.execute(str(sql)).fetch_arrow_table()
+    ran = time.perf_counter()
+    return {"ibis_compile_s": compiled - started, "plain_sql_s": ran - compiled,
+            "through_ibis_s": through_ibis_s}
+
+
 def run_churnlens(data: Path, memory_limit: str | None,
-                  only: tuple[str, ...] | None = None) -> dict[str, Any]:
+                  only: tuple[str, ...] | None = None, measure_ibis: bool = False
+                  ) -> dict[str, Any]:
     """Validation plus the whole registry (or only ``only``), as `churnlens features` runs."""
     from dataclasses import replace
 
@@ -54,9 +69,11 @@ def run_churnlens(data: Path, memory_limit: str | None,
     snapshot_plan = plan(history.tables, spec)
     if only:
         snapshot_plan = replace(snapshot_plan, features=only)
-    table = snapshot_table(history.tables, history.backend, spec, snapshot_plan).to_pyarrow()
+    expr = snapshot_table(history.tables, history.backend, spec, snapshot_plan)
+    table = expr.to_pyarrow()
     done = time.perf_counter()
-    return {"validate_s": validated - started, "features_s": done - validated,
+    overhead = _ibis_overhead(backend, expr, done - validated) if measure_ibis else {}
+    return {**overhead, "validate_s": validated - started, "features_s": done - validated,
             "rows": table.num_rows, "features": len(snapshot_plan.features),
             "dates": len(snapshot_plan.dates), "peak_rss_gb": _peak_rss_gb(),
             "dates_list": [d.isoformat() for d in snapshot_plan.dates]}
@@ -117,6 +134,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="Reuse an existing raw folder.")
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory limit, e.g. 5GB.")
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--ibis-overhead", action="store_true",
+                        help="Also run the SQL Ibis generates directly on DuckDB (the build "
+                        "runs twice) and print what Ibis adds.")
     args = parser.parse_args()
 
     data = args.data
@@ -132,11 +152,15 @@ def main() -> None:
     events = sum(__import__("pyarrow.parquet", fromlist=["x"]).read_metadata(p).num_rows
                  for p in (data / "usage_events").glob("*.parquet"))
 
-    ours = _in_child(run_churnlens, data, args.memory_limit)
+    ours = _in_child(run_churnlens, data, args.memory_limit, None, args.ibis_overhead)
     figures: dict[str, Any] = {"events": events, "churnlens": ours}
     print(f"\nusage events: {events:,}; snapshots: {ours['rows']:,} over {ours['dates']} dates")
     print(f"churnlens  validate {ours['validate_s']:6.1f}s   all {ours['features']} features "
           f"{ours['features_s']:6.1f}s   peak RSS {ours['peak_rss_gb']:.2f} GB")
+    if args.ibis_overhead:
+        print(f"ibis       compile {ours['ibis_compile_s']:6.2f}s   the same SQL run by DuckDB "
+              f"directly {ours['plain_sql_s']:6.1f}s against {ours['through_ibis_s']:.1f}s "
+              f"through Ibis (ratio {ours['through_ibis_s'] / ours['plain_sql_s']:.2f})")
     if not args.skip_pandas:
         same = _in_child(run_churnlens, data, args.memory_limit, BASELINE_FEATURES)
         figures["churnlens_same_ten"] = {k: v for k, v in same.items() if k != "dates_list"}
