@@ -71,6 +71,8 @@ class SnapshotPlan:
     event_names: tuple[str, ...] | None = None
     """The product features (event names) in the history, read in the same scan as its span;
     None: the build reads them itself."""
+    events: int | None = None
+    """Usage events in the history, counted in the same scan; None: unknown."""
 
 
 # --------------------------------------------------------------------------- the grid
@@ -78,20 +80,22 @@ class SnapshotPlan:
 
 def history_span(tables: dict[str, ir.Table]) -> tuple[date, date]:
     """First day of the history and the first day after it, from the usage events."""
-    start, end, _ = history_span_and_events(tables)
+    start, end, _, _ = history_span_and_events(tables)
     return start, end
 
 
-def history_span_and_events(tables: dict[str, ir.Table]) -> tuple[date, date, tuple[str, ...]]:
-    """The history's span and its event names, from one scan of the usage events."""
+def history_span_and_events(tables: dict[str, ir.Table]
+                            ) -> tuple[date, date, tuple[str, ...], int]:
+    """The history's span, its event names and how many events, from one scan of the usage
+    events."""
     events = tables["usage_events"]
     per_event = events.group_by("event").aggregate(
-        first=events.event_ts.min(), last=events.event_ts.max()).execute()
+        first=events.event_ts.min(), last=events.event_ts.max(), rows=_.count()).execute()
     if per_event.empty:
         raise ValueError("usage_events is empty: there is no history to build snapshots from")
     first, last = per_event["first"].min(), per_event["last"].max()
     names = tuple(sorted(per_event["event"].dropna()))
-    return first.date(), last.date() + timedelta(days=1), names
+    return first.date(), last.date() + timedelta(days=1), names, int(per_event["rows"].sum())
 
 
 def grid_dates(start: date, end: date, grid: str, first: date | None = None) -> list[date]:
@@ -252,13 +256,13 @@ def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
 
     reasons = {name: "needs " + ", ".join(sorted(set(needs_of(name)) - present_tables))
                for name in absent}
-    start, end, event_names = history_span_and_events(tables)
+    start, end, event_names, event_count = history_span_and_events(tables)
     start = spec.history_start or start
     end = spec.history_end or end
     chosen = dates if dates is not None else grid_dates(start, end, spec.grid, spec.first_as_of)
     return SnapshotPlan(dates=tuple(chosen), features=features, absent_features=absent,
                         absent_reason=reasons, history_start=start, history_end=end,
-                        event_names=event_names)
+                        event_names=event_names, events=event_count)
 
 
 def _attach_all(pop: ir.Table, parts: list[ir.Table]) -> ir.Table:
@@ -291,8 +295,9 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     event_names = snapshot_plan.event_names
     if event_names is None:
         event_names = tuple(events.select("event").distinct().execute()["event"].dropna())
-    rollups = sources.roll_up_events(events, tables["accounts"], grid, spec.key_events,
-                                     event_names)
+    rollups = sources.roll_up_events(
+        events, tables["accounts"], grid, spec.key_events, event_names,
+        separately=(snapshot_plan.events or 0) > sources.SEPARATE_ROLLUP_EVENTS)
     usage = sources.usage_by_user(rollups, grid)
     # inactivity: who acted in the inactivity_days before as_of, which may reach past the
     # 180-day look-back of ``usage``
