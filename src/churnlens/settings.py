@@ -134,7 +134,8 @@ class Settings(BaseSettings):
         """``threads`` or, unset, the cores this process may run on: a CPU set given by
         taskset or a container counts, where ``os.cpu_count`` would say every core of the
         host and oversubscribe them."""
-        return self.threads or len(os.sched_getaffinity(0)) or 1
+        allowed = getattr(os, "sched_getaffinity", None)  # Linux only; macOS lacks it
+        return self.threads or (len(allowed(0)) if allowed else os.cpu_count()) or 1
 
     @classmethod
     def settings_customise_sources(

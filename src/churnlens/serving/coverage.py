@@ -17,6 +17,7 @@ import pandas as pd
 from churnlens.features.registry import PILLARS_ORDER
 from churnlens.serving.explain import pillars_of
 from churnlens.training.bundle import NEW_ACCOUNT_DAYS
+from churnlens.training.coldstart import tenure_of
 
 COLUMNS = ("coverage", "pillars_without_data", "new_account")
 
@@ -30,8 +31,7 @@ def coverage_columns(features: tuple[str, ...], values: np.ndarray, meta: dict[s
     pillars = pillars_of(features)
     empty = np.column_stack([~known[:, pillars == pillar].any(axis=1) for pillar in
                              PILLARS_ORDER]) if rows else np.zeros((0, len(PILLARS_ORDER)), bool)
-    tenure = (pd.to_numeric(pd.Series(meta["tenure_days"]), errors="coerce").to_numpy(float)
-              if "tenure_days" in meta else np.full(rows, np.nan))
+    tenure = tenure_of(meta["tenure_days"]) if "tenure_days" in meta else np.full(rows, np.nan)
     return {
         "coverage": known.mean(axis=1) if len(features) else np.zeros(rows),
         "pillars_without_data": pd.Series(

@@ -27,13 +27,18 @@ MIN_POSITIVES = 10
 COLD, FULL = "cold-start", "full"
 
 
+def tenure_of(tenure_days: Any) -> np.ndarray:
+    """Tenure in days as floats, NaN where unknown or not a number."""
+    return pd.to_numeric(pd.Series(np.asarray(tenure_days)), errors="coerce").to_numpy(float)
+
+
 def is_new(tenure_days: Any, days: int = NEW_ACCOUNT_DAYS) -> np.ndarray:
     """New accounts: tenure known and under ``days`` (unknown tenure is not new)."""
-    tenure = pd.to_numeric(pd.Series(np.asarray(tenure_days)), errors="coerce").to_numpy(float)
-    return np.nan_to_num(tenure, nan=np.inf) < days
+    return np.nan_to_num(tenure_of(tenure_days), nan=np.inf) < days
 
 
 def cold_space(space: FeatureSpace) -> FeatureSpace:
+    """The bundle's feature space narrowed to the onboarding pillar, in the same order."""
     load_all()
     features = tuple(n for n in space.features if REGISTRY[n].pillar == PILLAR)
     return FeatureSpace(features=features,
