@@ -123,7 +123,10 @@ def test_buckets_tile_every_window_and_stay_short(as_of_days: list[int]) -> None
     assert calendar["offset"].max() < MAX_BUCKET_DAYS
     membership = buckets.membership.execute()
     day_bucket = dict(zip(calendar["day"], calendar["bucket"], strict=True))
-    tail_days = set(calendar.loc[calendar["tail"] == 1, "day"])
+    # a tail day is one whose bit in a day mask reaches its bucket's tail bit
+    tail_bit = dict(zip(*buckets.ends.execute()[["bucket", "tail_bit"]].T.values, strict=True))
+    tail_days = {day for day, bucket, offset in calendar[["day", "bucket", "offset"]].values
+                 if 1 << int(offset) >= tail_bit[bucket]}
     for as_of_day in as_of_days:
         mine = membership[membership["as_of_day"] == as_of_day]
         for name, (start, end) in USAGE_WINDOWS.items():

@@ -119,17 +119,21 @@ class Buckets:
     handful of bucket rows instead of every day in it, and a user counts once in a window at
     the first of their active buckets inside it (the one whose previous active bucket lies
     before the window's first bucket), so distinct users become plain sums per account.
-    ``calendar`` maps a day to its bucket; ``membership`` has, for each snapshot and bucket in
-    its look-back, ``<window>`` (1 when the bucket lies in that window) and ``<window>_first``
-    (the index of the window's first bucket). A tail window (``TAIL_WINDOWS``) that no cut
-    falls inside is instead ``<window>_tail`` (1 on the bucket ending at as_of, whose last days
-    it is; ``tail`` in the calendar marks those days).
+    ``calendar`` maps a day to its bucket and its ``offset`` (days from the bucket's first);
+    ``membership`` has, for each snapshot and bucket in its look-back, ``<window>`` (1 when the
+    bucket lies in that window) and ``<window>_first`` (the index of the window's first
+    bucket). A tail window (``TAIL_WINDOWS``) that no cut falls inside is instead
+    ``<window>_tail`` (1 on the bucket ending at as_of, whose last days it is).
+    ``newest_first`` is the latest first bucket of the windows holding the bucket: a user
+    whose previous active bucket is that or later is counted in none of them here.
     """
 
     calendar: ir.Table
     membership: ir.Table
     ends: ir.Table
-    """``bucket`` and ``bucket_end``, its first day after (bucket -1 ends at the first cut)."""
+    """``bucket``; ``bucket_end``, its first day after (bucket -1 ends at the first cut); and
+    ``tail_bit``, the lowest bit of a day mask (bit ``offset``) that falls in the bucket's tail
+    days: a mask at least that large has a day there (null for bucket -1, which has none)."""
 
 
 def _cuts(edges: set[int]) -> list[int]:
@@ -163,15 +167,14 @@ def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]],
         cuts = _cuts(edges)
     cut_set = set(cuts)
     tail = next(iter(tail_days), 0)
-    calendar = {"day": [], "bucket": [], "offset": [], "tail": []}  # type: dict[str, list[int]]
+    calendar = {"day": [], "bucket": [], "offset": []}  # type: dict[str, list[int]]
     for day in range(cuts[0], cuts[-1]):
         index = bisect.bisect_right(cuts, day) - 1
         calendar["day"].append(day)
         calendar["bucket"].append(index)
         calendar["offset"].append(day - cuts[index])
-        calendar["tail"].append(int(day >= cuts[index + 1] - tail))
     lookback = max(hi for _, hi in windows.values())
-    rows: dict[str, list[int]] = {"bucket": [], "as_of_day": []}
+    rows: dict[str, list[int]] = {"bucket": [], "as_of_day": [], "newest_first": []}
     for name in windows:
         rows[name], rows[f"{name}_first"] = [], []
     for name in tails:
@@ -183,14 +186,21 @@ def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]],
                 continue
             rows["bucket"].append(index)
             rows["as_of_day"].append(as_of_day)
+            newest = NO_PREVIOUS
             for name, (start, end) in windows.items():
                 whole = name not in tails or as_of_day - end in cut_set
-                rows[name].append(int(whole and low >= as_of_day - end
-                                      and high <= as_of_day - start))
-                rows[f"{name}_first"].append(bisect.bisect_left(cuts, as_of_day - end))
+                inside = whole and low >= as_of_day - end and high <= as_of_day - start
+                first = bisect.bisect_left(cuts, as_of_day - end)
+                rows[name].append(int(inside))
+                rows[f"{name}_first"].append(first)
+                newest = max(newest, first) if inside else newest
                 if name in tails:
                     rows[f"{name}_tail"].append(int(not whole and high == as_of_day))
-    ends = {"bucket": [-1, *range(len(cuts) - 1)], "bucket_end": [cuts[0], *cuts[1:]]}
+            rows["newest_first"].append(newest)
+    tail_bits = [1 << max(high - low - tail, 0) if tail else None
+                 for low, high in zip(cuts, cuts[1:], strict=False)]
+    ends = {"bucket": [-1, *range(len(cuts) - 1)], "bucket_end": [cuts[0], *cuts[1:]],
+            "tail_bit": [None, *tail_bits]}
     return Buckets(calendar=ibis.memtable(calendar, schema={k: "int64" for k in calendar}),
                    ends=ibis.memtable(ends, schema={k: "int64" for k in ends}),
                    membership=ibis.memtable(rows, schema={k: "int64" for k in rows}))
@@ -211,24 +221,28 @@ def _account_names(accounts: ir.Table) -> ir.Table:
 
 @dataclass(frozen=True)
 class EventRollups:
-    """The usage events read once per build and summed per bucket, for every usage source.
+    """The usage events summed per bucket, for every usage source.
 
-    ``per_user``: (account, user, bucket) with events, quantity, key_events, active_days,
-    first_day, last_day, first_key_day, recent (1 when active in the bucket's tail days, see
-    ``TAIL_WINDOWS``), previous_bucket (the user's previous active bucket, -2 for none) and
-    ``feature_mask_<k>``: bit ``i`` of word ``k`` set when the user used product feature
-    ``63 k + i`` (``event_names`` order) in the bucket. Distinct features in a window are then
-    the set bits of an OR over its buckets: no per-feature rows, no second pass over the
-    events. ``cohorts`` sums users of an account that share (bucket, previous bucket) into one
-    row (``recent_users``: those of them active in its tail), with the masks OR-ed and the
-    first key action. ``onboarded``: per (account, bucket), the users first seen in it within
-    30 days of the account's creation. Days before the first window edge fall in bucket -1,
-    which no window reads but onboarding (first days) does; days on or after the last snapshot
-    are never read at all. Accounts are hashed integers; join ``names`` to get ``account_id``
-    back.
+    Two group-bys over the events, because what needs the user and what does not cost very
+    differently: a wide per-user group-by (28 million groups for 100 million events) spills,
+    and every aggregate added to it cost seconds at that size.
+
+    ``per_user``: (account, user, bucket) with events, active_days, first_day, recent (1 when
+    active in the bucket's tail days, see ``TAIL_WINDOWS``) and previous_bucket (the user's
+    previous active bucket, -2 for none). ``per_account``: (account, bucket) with events,
+    quantity, key_events, last_day, first_key_day and ``feature_mask_<k>``: bit ``i`` of word
+    ``k`` set when someone used product feature ``63 k + i`` (``event_names`` order) in the
+    bucket, so distinct features in a window are the set bits of an OR over its buckets.
+    ``cohorts`` sums users of an account that share (bucket, previous bucket) into one row
+    (users, active_days, ``recent_users``). ``onboarded``: per (account, bucket), the users
+    first seen in it within 30 days of the account's creation. Days before the first window
+    edge fall in bucket -1, which no window reads but onboarding (first days) does; days on or
+    after the last snapshot are never read at all. Accounts are hashed integers; join ``names``
+    to get ``account_id`` back.
     """
 
     per_user: ir.Table
+    per_account: ir.Table
     cohorts: ir.Table
     onboarded: ir.Table
     buckets: Buckets
@@ -257,14 +271,16 @@ BITS_PER_WORD = 63
 """Bits of a signed 64-bit integer that ``1 << bit`` can set without overflow."""
 
 
-def event_catalog(event_names: tuple[str, ...]) -> ir.Table:
-    """Each product feature (event name) with its word and bit in the feature masks."""
+def event_catalog(event_names: tuple[str, ...], key_events: tuple[str, ...]) -> ir.Table:
+    """Each product feature (event name) with its word and bit in the feature masks, and
+    ``key`` (1 for a key action; with no key events declared, every event is one)."""
     ordered = sorted(set(event_names))
     return ibis.memtable(
         {"event": ordered,
          "mask_word": [i // BITS_PER_WORD for i in range(len(ordered))],
-         "mask_bit": [1 << (i % BITS_PER_WORD) for i in range(len(ordered))]},
-        schema={"event": "string", "mask_word": "int64", "mask_bit": "int64"})
+         "mask_bit": [1 << (i % BITS_PER_WORD) for i in range(len(ordered))],
+         "key": [int(not key_events or name in key_events) for name in ordered]},
+        schema={"event": "string", "mask_word": "int64", "mask_bit": "int64", "key": "int64"})
 
 
 def mask_words(event_names: tuple[str, ...]) -> int:
@@ -278,48 +294,53 @@ def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
     own (``SEPARATE_ROLLUP_EVENTS``)."""
     buckets = grid.buckets(USAGE_WINDOWS, TAIL_WINDOWS)
     last_day = max(grid.as_of_days)
-    is_key = events.event.isin(list(key_events)) if key_events else ibis.literal(True)
     # Integer keys: hashing ids once is far cheaper than grouping on strings.
     dated = events.select(account=id_key(events.account_id), user=id_key(events.user_id),
                           event=events.event, quantity=events.quantity,
-                          day=_day(events.event_ts), key=_flag(is_key))
+                          day=_day(events.event_ts))
     dated = dated.filter(dated.day < last_day).pipe(attach, buckets.calendar, "day")
-    dated = dated.pipe(attach, event_catalog(event_names), "event")
-    words = mask_words(event_names)
-    dated = dated.mutate(bucket=dated.bucket.fill_null(-1), tail=dated.tail.fill_null(0),
+    dated = dated.mutate(bucket=dated.bucket.fill_null(-1),
                          # bigint << int: the one shift PostgreSQL has
                          day_bit=(ibis.literal(1, "int32").cast("int64")
-                                  << dated.offset.fill_null(0).cast("int32")),
-                         **{f"feature_bit_{k}": (dated.mask_word == k).ifelse(dated.mask_bit, 0)
-                            for k in range(words)})
-    # One group-by; active days are the set bits of a per-bucket mask of days, so there is no
-    # per-group set of distinct days to keep (which is what made large histories spill).
+                                  << dated.offset.fill_null(0).cast("int32")))
+    # Active days are the set bits of a per-bucket mask of days, so there is no per-group set
+    # of distinct days to keep; whether a user was active in the bucket's tail is whether the
+    # mask reaches the tail's first bit.
     per_user = dated.group_by(["account", "user", "bucket"]).aggregate(
-        events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
-        day_mask=bit_or(_.day_bit), first_day=_.day.min(), last_day=_.day.max(),
-        recent=_.tail.max(),
-        first_key_day=(_.key > 0).ifelse(_.day, ibis.null("int64")).min(),
-        **{f"feature_mask_{k}": bit_or(_[f"feature_bit_{k}"]) for k in range(words)})
-    per_user = per_user.mutate(active_days=bit_count(per_user.day_mask)).drop("day_mask")
-    per_user = per_user.mutate(previous_bucket=per_user.bucket.lag().over(
-        group_by=["account", "user"], order_by="bucket").fill_null(NO_PREVIOUS))
+        events=_.count(), day_mask=bit_or(_.day_bit), first_day=_.day.min())
+    per_user = per_user.pipe(attach, buckets.ends.select("bucket", "tail_bit"), "bucket")
+    per_user = per_user.select(
+        "account", "user", "bucket", "events", "first_day",
+        active_days=bit_count(per_user.day_mask),
+        recent=_flag(per_user.day_mask >= per_user.tail_bit).fill_null(0),
+        previous_bucket=per_user.bucket.lag().over(
+            group_by=["account", "user"], order_by="bucket").fill_null(NO_PREVIOUS))
     if separately:
         per_user = per_user.cache()
+
+    words = mask_words(event_names)
+    catalogued = dated.pipe(attach, event_catalog(event_names, key_events), "event")
+    catalogued = catalogued.mutate(
+        key=catalogued.key.fill_null(0),
+        **{f"feature_bit_{k}": (catalogued.mask_word == k).ifelse(catalogued.mask_bit, 0)
+           for k in range(words)})
+    per_account = catalogued.group_by(["account", "bucket"]).aggregate(
+        events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
+        last_day=_.day.max(),
+        first_key_day=(_.key > 0).ifelse(_.day, ibis.null("int64")).min(),
+        **{f"feature_mask_{k}": bit_or(_[f"feature_bit_{k}"]) for k in range(words)})
+
     names = _account_names(accounts)
     cohorts = per_user.group_by(["account", "bucket", "previous_bucket"]).aggregate(
-        users=_.count(), events=_.events.sum(), quantity=_.quantity.sum(),
-        key_events=_.key_events.sum(), active_days=_.active_days.sum(),
-        recent_users=_.recent.sum(), last_day=_.last_day.max(),
-        first_key_day=_.first_key_day.min(),
-        **{f"feature_mask_{k}": bit_or(_[f"feature_mask_{k}"]) for k in range(words)})
+        users=_.count(), active_days=_.active_days.sum(), recent_users=_.recent.sum())
     # users first seen within 30 days of their account's creation, by the bucket they appeared
     newcomers = per_user.filter(per_user.previous_bucket == NO_PREVIOUS).join(
         names.select("account", "created_day"), "account")
     onboarded = newcomers.filter(
         newcomers.first_day < newcomers.created_day + ONBOARDING_DAYS).group_by(
         ["account", "bucket"]).aggregate(onboarded_users=_.count())
-    return EventRollups(per_user=per_user, cohorts=cohorts, onboarded=onboarded,
-                        buckets=buckets, names=names, mask_words=words)
+    return EventRollups(per_user=per_user, per_account=per_account, cohorts=cohorts,
+                        onboarded=onboarded, buckets=buckets, names=names, mask_words=words)
 
 
 def _in_windows(rollups: EventRollups, grid: Grid, rows: ir.Table) -> ir.Table:
@@ -332,31 +353,51 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
     """Activity rows per (account, as_of); summing a column over them gives a feature.
 
     ``active_30`` counts a user once, on their first active bucket in the last 30 days, so its
-    sum is the distinct active users; ``events_30`` carries the events in that window, and so
-    on. Users of an account that share (bucket, previous bucket) are summed into one row
-    first, which is what keeps the join to the snapshots small. Rows carry the hashed
-    ``account``: the features are summed per (account, as_of) before ``id_of`` names them.
+    sum is the distinct active users. Users of an account that share (bucket, previous
+    bucket) are summed into one row first, and a row joins only the snapshots where it counts
+    someone (its previous bucket lies before some window's first): a user active month after
+    month counts in a handful of a snapshot's buckets, not in all twenty. What needs no single
+    user (events, quantity, active days, who was active in the last days, the last active day)
+    comes from one row per (account, bucket), stacked under them with zeros where a row has
+    nothing to say. Rows carry the hashed ``account``: the features are summed per
+    (account, as_of) before ``id_of`` names them.
     """
-    joined = _in_windows(rollups, grid, rollups.cohorts)
+    membership = rollups.buckets.membership.join(grid.table, "as_of_day")
+    cohorts = rollups.cohorts
+    counted = cohorts.join(membership, [cohorts.bucket == membership.bucket,
+                                        cohorts.previous_bucket < membership.newest_first])
+    zero = ibis.literal(0, "int64")
 
     def users_in(window: str) -> ir.IntegerValue:
-        return joined.users * _first_in_window(joined, window)
+        return counted.users * _first_in_window(counted, window)
 
-    rows = joined.select(
-        "account", "as_of",
-        active_7=users_in("w7") + joined.recent_users * joined.w7_tail,
-        active_30=users_in("w30"),
-        active_prev_30=users_in("prev30"),
-        active_90=users_in("w90"),
-        active_prev_90=users_in("prev90"),
-        days_30=joined.active_days * joined.w30,
-        events_30=joined.events * joined.w30,
-        events_prev_30=joined.events * joined.prev30,
-        quantity_30=joined.quantity * joined.w30,
-        key_30=joined.key_events * joined.w30,
-        last_age=joined.as_of_day - joined.last_day,
-    )
-    return rows
+    # each half is summed per (account, as_of) before they are stacked: one group-by over
+    # both halves' rows, eleven sums wide, cost more than the two narrow ones
+    people = counted.group_by(["account", "as_of"]).aggregate(
+        active_7=users_in("w7").sum(), active_30=users_in("w30").sum(),
+        active_prev_30=users_in("prev30").sum(), active_90=users_in("w90").sum(),
+        active_prev_90=users_in("prev90").sum())
+    people = people.mutate(
+        days_30=zero, events_30=zero, events_prev_30=zero,
+        quantity_30=ibis.literal(0.0, "float64"), key_30=zero, last_age=ibis.null("int64"))
+    days = cohorts.group_by(["account", "bucket"]).aggregate(
+        active_days=_.active_days.sum(), recent_users=_.recent_users.sum())
+    per_bucket = rollups.per_account.pipe(attach, days, ["account", "bucket"])
+    joined = _in_windows(rollups, grid, per_bucket)
+    totals = joined.group_by(["account", "as_of"]).aggregate(
+        tail_users=(joined.recent_users.fill_null(0) * joined.w7_tail).sum(),
+        days_30=(joined.active_days.fill_null(0) * joined.w30).sum(),
+        events_30=(joined.events * joined.w30).sum(),
+        events_prev_30=(joined.events * joined.prev30).sum(),
+        quantity_30=(joined.quantity * joined.w30).sum().cast("float64"),
+        key_30=(joined.key_events * joined.w30).sum(),
+        last_age=(joined.as_of_day - joined.last_day).min())
+    totals = totals.select(
+        "account", "as_of", active_7=totals.tail_users, active_30=zero, active_prev_30=zero,
+        active_90=zero, active_prev_90=zero, days_30=totals.days_30,
+        events_30=totals.events_30, events_prev_30=totals.events_prev_30,
+        quantity_30=totals.quantity_30, key_30=totals.key_30, last_age=totals.last_age)
+    return people.union(totals)
 
 
 def user_activity_30d(rollups: EventRollups, grid: Grid) -> ir.Table:
@@ -385,10 +426,7 @@ def usage_by_feature(rollups: EventRollups, grid: Grid) -> ir.Table:
     """Per (hashed account, as_of) rows of feature masks by window; OR them, count the
     bits."""
     masks = [f"feature_mask_{k}" for k in range(rollups.mask_words)]
-    cohorts = rollups.cohorts
-    per_bucket = cohorts.group_by(["account", "bucket"]).aggregate(
-        **{m: bit_or(cohorts[m]) for m in masks})
-    joined = _in_windows(rollups, grid, per_bucket)
+    joined = _in_windows(rollups, grid, rollups.per_account)
     rows = joined.select(
         "account", "as_of",
         **{f"{window}_{m}": joined[m] * joined[window]
@@ -537,7 +575,6 @@ def onboarding_state(accounts: ir.Table, rollups: EventRollups,
     as_of is masked, so nothing later leaks in.
     """
     a = accounts.select("account_id", created_day=_day(accounts.created_at))
-    cohorts = rollups.cohorts
     # a bucket lies before as_of exactly when it ends on or before as_of: every as_of is a cut
     onboarded = rollups.onboarded.join(rollups.buckets.ends, "bucket").join(rollups.id_of,
                                                "account")
@@ -548,7 +585,9 @@ def onboarding_state(accounts: ir.Table, rollups: EventRollups,
     partial = partial.group_by(["account_id", "as_of"]).aggregate(
         activated_users=partial.onboarded_users.sum())
 
-    first_key = cohorts.group_by("account").aggregate(first_key_day=_.first_key_day.min())
+    per_account = rollups.per_account
+    first_key = per_account.group_by("account").aggregate(
+        first_key_day=per_account.first_key_day.min())
     first_key = first_key.join(rollups.id_of, "account").drop(
         "account")
     state = (pop.pipe(attach, partial, ["account_id", "as_of"])
