@@ -11,7 +11,8 @@ Generates (or reuses) a company of about ten million usage events, then in one p
 
     uv run python bench/features.py                       # 10k accounts x 36 months
     uv run python bench/features.py --accounts 100000     # about 100 million events
-    uv run python bench/features.py --ibis-overhead       # also the generated SQL run directly
+    uv run python bench/features.py --ibis-overhead       # also the build as one query, through
+                                                          # Ibis and as plain SQL
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import resource
 import tempfile
 import time
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +37,23 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
 
 
-def _ibis_overhead(backend: Any, expr: Any, through_ibis_s: float) -> dict[str, Any]:
-    """The same build as the SQL Ibis generates, run by DuckDB directly: what Ibis adds."""
+def _ibis_overhead(backend: Any, build: Any) -> dict[str, Any]:
+    """The build as one query, through Ibis and as the SQL Ibis generates run by DuckDB
+    directly: what Ibis adds. (One query: the product's build computes its per-user rollup
+    first, in a query of its own, which plain SQL would then only read.)"""
     import ibis
 
     started = time.perf_counter()
+    build(materialize=False).to_pyarrow()
+    through_ibis = time.perf_counter()
+    expr = build(materialize=False)
     sql = ibis.to_sql(expr, dialect="duckdb")
     compiled = time.perf_counter()
+    backend._run_pre_execute_hooks(expr)  # registers the in-memory tables the SQL names
     backend.con.execute(str(sql)).fetch_arrow_table()
     ran = time.perf_counter()
-    return {"ibis_compile_s": compiled - started, "plain_sql_s": ran - compiled,
-            "through_ibis_s": through_ibis_s}
+    return {"ibis_compile_s": compiled - through_ibis, "plain_sql_s": ran - compiled,
+            "through_ibis_s": through_ibis - started}
 
 
 def run_churnlens(data: Path, memory_limit: str | None,
@@ -72,7 +80,8 @@ def run_churnlens(data: Path, memory_limit: str | None,
     expr = snapshot_table(history.tables, history.backend, spec, snapshot_plan)
     table = expr.to_pyarrow()
     done = time.perf_counter()
-    overhead = _ibis_overhead(backend, expr, done - validated) if measure_ibis else {}
+    overhead = _ibis_overhead(backend, partial(snapshot_table, history.tables, history.backend,
+                                               spec, snapshot_plan)) if measure_ibis else {}
     return {**overhead, "validate_s": validated - started, "features_s": done - validated,
             "rows": table.num_rows, "features": len(snapshot_plan.features),
             "dates": len(snapshot_plan.dates), "peak_rss_gb": _peak_rss_gb(),
@@ -158,9 +167,10 @@ def main() -> None:
     print(f"churnlens  validate {ours['validate_s']:6.1f}s   all {ours['features']} features "
           f"{ours['features_s']:6.1f}s   peak RSS {ours['peak_rss_gb']:.2f} GB")
     if args.ibis_overhead:
-        print(f"ibis       compile {ours['ibis_compile_s']:6.2f}s   the same SQL run by DuckDB "
-              f"directly {ours['plain_sql_s']:6.1f}s against {ours['through_ibis_s']:.1f}s "
-              f"through Ibis (ratio {ours['through_ibis_s'] / ours['plain_sql_s']:.2f})")
+        print(f"ibis       the build as one query: {ours['through_ibis_s']:.1f}s through Ibis "
+              f"(compiling {ours['ibis_compile_s']:.2f}s of it), {ours['plain_sql_s']:.1f}s as "
+              f"the same SQL run by DuckDB directly (ratio "
+              f"{ours['through_ibis_s'] / ours['plain_sql_s']:.2f})")
     if not args.skip_pandas:
         same = _in_child(run_churnlens, data, args.memory_limit, BASELINE_FEATURES)
         figures["churnlens_same_ten"] = {k: v for k, v in same.items() if k != "dates_list"}

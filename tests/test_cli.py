@@ -116,6 +116,9 @@ def test_features_build_then_rerun_incrementally(tmp_path: Path) -> None:
     assert "(8 dates computed, 0 reused)" in " ".join(first.stdout.split())
     report = json.loads((home / "reports" / "features.json").read_text())
     assert report["features"] >= 40 and report["snapshots"] > 100
+    raw_events = pq.ParquetDataset(home / "raw" / "usage_events").read().num_rows
+    assert report["usage_events"] == raw_events
+    assert f"from {raw_events:,} usage events" in " ".join(first.stdout.split())
     assert set(report["pillars"]) == {"onboarding", "adoption", "support", "satisfaction",
                                       "commercial"}
     again = churnlens(home, "features")

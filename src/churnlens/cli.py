@@ -212,7 +212,8 @@ def print_feature_report(report: dict) -> None:  # type: ignore[type-arg]
     rates = report["label_rates"]
     pillars = ", ".join(f"{k} {v}" for k, v in report["pillars"].items())
     console.print(
-        f"{report['snapshots']:,} snapshots over {report['snapshot_dates']} dates, "
+        f"{report['snapshots']:,} snapshots over {report['snapshot_dates']} dates from "
+        f"{report['usage_events'] or 0:,} usage events, "
         f"{report['labelled_snapshots']:,} labelled; churn rate "
         f"{(rates['churned'] or 0):.1%}, expansion rate {(rates['expanded'] or 0):.1%}; "
         f"{report['features']} features ({pillars}).")

@@ -209,3 +209,26 @@ def test_an_empty_optional_table_loads(tmp_path: Path) -> None:
     history = _validate(folder, strict=True)
     assert history.report.tables["surveys"].rows_in == 0
     assert history.report.ok
+
+
+def _tables_read(expr) -> set[str]:  # type: ignore[no-untyped-def]
+    import ibis.expr.operations as ops
+
+    return {table.name for table in expr.op().find(ops.DatabaseTable)}
+
+
+def test_events_skip_the_checks_only_when_every_row_passed(tmp_path: Path) -> None:
+    """Event tables are read again by every build. When no row failed, those reads need not
+    look up each event's account again; when one did, every read still leaves it out."""
+    clean = _validate(write_tables(tmp_path / "clean", tiny_tables()))
+    events = clean.tables["usage_events"]
+    assert len(_tables_read(events)) == 1  # the events alone, not the accounts as well
+    assert events.count().execute() == len(tiny_tables()["usage_events"])
+
+    tables = tiny_tables()
+    _append("usage_events", 0, account_id="ghost")(tables)
+    dirty = _validate(write_tables(tmp_path / "dirty", tables))
+    events = dirty.tables["usage_events"]
+    assert len(_tables_read(events)) > 1
+    assert events.count().execute() == len(tables["usage_events"]) - 1
+    assert "ghost" not in set(events.account_id.execute())

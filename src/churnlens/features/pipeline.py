@@ -103,6 +103,7 @@ def run_report(root: Path, snapshot_plan: SnapshotPlan, entries: list[dict[str, 
     return {
         "snapshots": len(frame),
         "snapshot_dates": len(entries),
+        "usage_events": snapshot_plan.events,
         "labelled_snapshots": len(labelled),
         "label_rates": {label: (float(labelled[label].astype(float).mean())
                                 if len(labelled) else None) for label in LABELS},

@@ -285,8 +285,14 @@ def _attach_all(pop: ir.Table, parts: list[ir.Table]) -> ir.Table:
 
 
 def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec: SnapshotSpec,
-                   snapshot_plan: SnapshotPlan) -> ir.Table:
-    """The snapshot expression: population, features in registry order, labels, ``labelled``."""
+                   snapshot_plan: SnapshotPlan, materialize: bool = True) -> ir.Table:
+    """The snapshot expression: population, features in registry order, labels, ``labelled``.
+
+    By default the per-user usage rollup is computed here, into a temporary table the
+    expression reads (``sources.roll_up_events``). ``materialize=False`` leaves the whole build
+    one query with no work done yet: SQL compiled from it stays valid when the tables it names
+    change.
+    """
     grid = Grid.of(list(snapshot_plan.dates), backend)
     names = snapshot_plan.features
     needed_sources = {REGISTRY[n].source for n in names}
@@ -295,9 +301,8 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     event_names = snapshot_plan.event_names
     if event_names is None:
         event_names = tuple(events.select("event").distinct().execute()["event"].dropna())
-    rollups = sources.roll_up_events(
-        events, tables["accounts"], grid, spec.key_events, event_names,
-        separately=(snapshot_plan.events or 0) > sources.SEPARATE_ROLLUP_EVENTS)
+    rollups = sources.roll_up_events(events, tables["accounts"], grid, spec.key_events,
+                                     event_names, materialize)
     usage = sources.usage_by_user(rollups, grid)
     # inactivity: who acted in the inactivity_days before as_of, which may reach past the
     # 180-day look-back of ``usage``
