@@ -285,12 +285,13 @@ def _attach_all(pop: ir.Table, parts: list[ir.Table]) -> ir.Table:
 
 
 def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec: SnapshotSpec,
-                   snapshot_plan: SnapshotPlan, materialize: bool = True) -> ir.Table:
+                   snapshot_plan: SnapshotPlan, materialize: bool | None = None) -> ir.Table:
     """The snapshot expression: population, features in registry order, labels, ``labelled``.
 
-    By default the per-user usage rollup is computed here, into a temporary table the
-    expression reads (``sources.roll_up_events``). ``materialize=False`` leaves the whole build
-    one query with no work done yet: SQL compiled from it stays valid when the tables it names
+    ``materialize``: compute the per-user usage rollup here, into a temporary table the
+    expression reads (``sources.roll_up_events``); by default when the history holds more
+    than ``sources.MATERIALIZE_ROLLUP_EVENTS`` events. ``False`` leaves the whole build one
+    query with no work done yet: SQL compiled from it stays valid when the tables it names
     change.
     """
     grid = Grid.of(list(snapshot_plan.dates), backend)
@@ -301,6 +302,8 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     event_names = snapshot_plan.event_names
     if event_names is None:
         event_names = tuple(events.select("event").distinct().execute()["event"].dropna())
+    if materialize is None:
+        materialize = (snapshot_plan.events or 0) > sources.MATERIALIZE_ROLLUP_EVENTS
     rollups = sources.roll_up_events(events, tables["accounts"], grid, spec.key_events,
                                      event_names, materialize)
     usage = sources.usage_by_user(rollups, grid)
