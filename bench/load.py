@@ -159,6 +159,9 @@ class LoadReport:
     swap_at_s: float | None = None
     swap_seconds: float | None = None
     rss_warm: dict[int, int] = field(default_factory=dict)
+    """Each worker's largest RSS from the end of the warm-up to the swap, sampled every second:
+    the memory the load itself needs, requests in flight included (a single sample missed
+    how many were in flight at once, and on a busy machine more are)."""
     rss_end: dict[int, int] = field(default_factory=dict)
     workers_replaced: list[int] = field(default_factory=list)
     """Workers gone by the end (uvicorn kills one that misses its 5 s health check and starts
@@ -228,6 +231,7 @@ async def _drive(base: str, key: str, ids: list[str], seconds: float, rate: floa
         started = time.perf_counter()
         tasks: set[asyncio.Task[None]] = set()
         swapper: asyncio.Task[None] | None = None
+        next_sample = 0.0
         total = int(seconds * rate)
         for index in range(total):
             due = started + index / rate
@@ -235,8 +239,10 @@ async def _drive(base: str, key: str, ids: list[str], seconds: float, rate: floa
             if delay > 0:
                 await asyncio.sleep(delay)
             elapsed = time.perf_counter() - started
-            if not report.rss_warm and elapsed >= warm_up:
-                report.rss_warm = rss(pids)
+            if warm_up <= elapsed < swap_at and elapsed >= next_sample:
+                next_sample = elapsed + 1.0
+                for pid, size in rss(pids).items():
+                    report.rss_warm[pid] = max(size, report.rss_warm.get(pid, 0))
             if swap is not None and swapper is None and elapsed >= swap_at:
                 report.swap_at_s = round(elapsed, 1)
 
@@ -283,8 +289,8 @@ def run_load(base: str, key: str, ids: list[str], seconds: float, rate: float,
              pids: list[int], swap: Callable[[], None] | None = None,
              swap_at: float | None = None, warm_up: float | None = None) -> LoadReport:
     """Drive ``rate`` requests/s for ``seconds`` against ``base``; call ``swap`` (in a thread)
-    at ``swap_at`` seconds (default: half way); RSS of ``pids`` after ``warm_up`` seconds
-    (default: a tenth of the run, at least 10 s) and at the end."""
+    at ``swap_at`` seconds (default: half way); RSS of ``pids`` from ``warm_up`` seconds
+    (default: a tenth of the run, at least 10 s) to the swap, and at the end."""
     report = LoadReport(seconds=seconds, rate=rate)
     asyncio.run(_drive(base, key, ids, seconds, rate, swap,
                        seconds / 2 if swap_at is None else swap_at,
