@@ -236,8 +236,10 @@ class EventRollups:
     """The usage events summed per bucket, for every usage source.
 
     Two group-bys over the events, because what needs the user and what does not cost very
-    differently: a wide per-user group-by (28 million groups for 100 million events) spills,
-    and every aggregate added to it cost seconds at that size.
+    differently: the per-user group-by has 28 million groups for 100 million events, and
+    every aggregate in it costs seconds at that size (with the eight this rollup once had,
+    46 s in plain DuckDB SQL; with the three it keeps, 15 s; the per-account group-by,
+    3.5 million groups, 10 s).
 
     ``per_user``: (account, user, bucket) with events, active_days, first_day, recent (1 when
     active in the bucket's tail days, see ``TAIL_WINDOWS``) and previous_bucket (the user's
