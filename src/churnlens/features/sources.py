@@ -369,10 +369,14 @@ def _cached(table: ir.Table) -> ir.Table:
     return table.cache()
 
 
+def _windows(rollups: EventRollups, grid: Grid) -> ir.Table:
+    """The bucket membership of every snapshot's windows, with its ``as_of``."""
+    return rollups.buckets.membership.join(grid.table, "as_of_day")
+
+
 def _in_windows(rollups: EventRollups, grid: Grid, rows: ir.Table) -> ir.Table:
     """Bucket rows joined to every snapshot whose look-back holds them."""
-    membership = rollups.buckets.membership.join(grid.table, "as_of_day")
-    return rows.join(membership, "bucket")
+    return rows.join(_windows(rollups, grid), "bucket")
 
 
 def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
@@ -388,7 +392,7 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
     nothing to say. Rows carry the hashed ``account``: the features are summed per
     (account, as_of) before ``id_of`` names them.
     """
-    membership = rollups.buckets.membership.join(grid.table, "as_of_day")
+    membership = _windows(rollups, grid)
     cohorts = rollups.cohorts
     counted = cohorts.join(membership, [cohorts.bucket == membership.bucket,
                                         cohorts.previous_bucket < membership.newest_first])
@@ -411,19 +415,16 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
     per_bucket = rollups.per_account.pipe(attach, days, ["account", "bucket"])
     joined = _in_windows(rollups, grid, per_bucket)
     totals = joined.group_by(["account", "as_of"]).aggregate(
-        tail_users=(joined.recent_users.fill_null(0) * joined.w7_tail).sum(),
+        active_7=(joined.recent_users.fill_null(0) * joined.w7_tail).sum(),
         days_30=(joined.active_days.fill_null(0) * joined.w30).sum(),
         events_30=(joined.events * joined.w30).sum(),
         events_prev_30=(joined.events * joined.prev30).sum(),
         quantity_30=(joined.quantity * joined.w30).sum().cast("float64"),
         key_30=(joined.key_events * joined.w30).sum(),
         last_age=(joined.as_of_day - joined.last_day).min())
-    totals = totals.select(
-        "account", "as_of", active_7=totals.tail_users, active_30=zero, active_prev_30=zero,
-        active_90=zero, active_prev_90=zero, days_30=totals.days_30,
-        events_30=totals.events_30, events_prev_30=totals.events_prev_30,
-        quantity_30=totals.quantity_30, key_30=totals.key_30, last_age=totals.last_age)
-    return people.union(totals)
+    totals = totals.mutate(active_30=zero, active_prev_30=zero, active_90=zero,
+                           active_prev_90=zero)
+    return people.union(totals.select(*people.columns))
 
 
 def user_activity_30d(rollups: EventRollups, grid: Grid) -> ir.Table:
