@@ -194,7 +194,8 @@ def snapshot_spec(settings: Settings):  # type: ignore[no-untyped-def]
         grid=settings.grid, horizon_days=settings.horizon_days,
         churn_definition=settings.churn_definition, inactivity_days=settings.inactivity_days,
         grace_days=settings.grace_days, expansion_min_share=settings.expansion_min_share,
-        key_events=tuple(settings.key_events), feature_set=settings.feature_set)
+        key_events=tuple(settings.key_events), feature_set=settings.feature_set,
+        money_event=settings.money_event)
 
 
 def print_feature_report(report: dict) -> None:  # type: ignore[type-arg]
@@ -244,6 +245,9 @@ def features(
         None,
     inactivity_days: Annotated[int | None, typer.Option(
         help="Days without usage that count as churn (inactivity mode).")] = None,
+    money_event: Annotated[str | None, typer.Option(
+        help="The usage event whose quantity is money (an order's value): spend features and "
+        "the baselines' M.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Recompute every snapshot, not just new "
                                        "or still-open ones.")] = False,
 ) -> None:
@@ -258,7 +262,7 @@ def features(
 
     settings = _settings(data=data, mapping=mapping, strict=strict, backend=backend, grid=grid,
                          horizon_days=horizon_days, churn_definition=churn_definition,
-                         inactivity_days=inactivity_days)
+                         inactivity_days=inactivity_days, money_event=money_event)
     required = ("accounts", "usage_events") + (
         ("subscriptions",) if settings.churn_definition == "subscription" else ())
     with console.status("Validating the history..."):
@@ -697,7 +701,7 @@ def demo(
     validate(data=None, mapping=None, strict=False, as_json=False)
     console.rule("[bold]3. Build point-in-time features and labels")
     features(data=None, mapping=None, strict=False, backend=None, grid=None, horizon_days=None,
-             churn_definition=None, inactivity_days=None, full=False)
+             churn_definition=None, inactivity_days=None, money_event=None, full=False)
     console.rule("[bold]4. Train, evaluate and promote")
     train(horizon_days=None, validation_months=None, seed=None, mlflow_tracking_uri=None,
           as_json=False)

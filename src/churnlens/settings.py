@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         default_factory=lambda: ["workflow_run", "report_create", "integration_sync"],
         description="Event names that mean the customer got value (time to first value).")
     feature_set: str = Field("churn_v1", description="Named feature set to build.")
+    money_event: str | None = Field(
+        None, description="The usage event whose quantity is an amount of money (an order's "
+        "value, a payment): spend, order value and their trends become features, and the "
+        "training report's RFM baselines get their M. Unset: no monetary feature, and "
+        "quantities are never read as money.")
 
     # training
     validation_months: int = Field(

@@ -31,3 +31,29 @@ def test_sentences_read_like_a_csm_would_say_them() -> None:
         "42% of paid seats active in the last 30 days")
     assert REGISTRY["mean_csat_90d"].explain(None) == "Mean CSAT of tickets from the last 90 days "\
         "rated by as_of: no data."
+
+
+def test_each_windowed_feature_reads_the_window_it_declares() -> None:
+    """A window is a value the engine uses: every feature generated per window computes with
+    the window its declaration and its name state, and a window the engine does not sum per
+    account is refused instead of quietly reading another."""
+    import ibis
+    import pytest
+
+    from churnlens.features import sources
+
+    load_all()
+    generated = [f for f in REGISTRY.values() if "days" in getattr(f.compute, "keywords", {})]
+    assert len(generated) >= 10
+    for feature in generated:
+        days = feature.compute.keywords["days"]  # type: ignore[attr-defined]
+        assert feature.window_days == days and f"_{days}d" in feature.name, feature.name
+    columns = {f"{m}_{w}": "int64" for m in sources.ACCOUNT_MEASURES
+               for w in sources.ACCOUNT_MEASURE_WINDOWS}
+    usage = ibis.table({**columns, "last_age": "int64", "first_age_w365": "int64"}, name="u")
+    sql = ibis.to_sql(usage.aggregate(events_365d=REGISTRY["events_365d"].compute(usage)))
+    assert "events_w365" in sql and "events_w180" not in sql
+    with pytest.raises(KeyError, match="no per-account events over w7"):
+        sources.account_measure(usage, "events", 7)
+    with pytest.raises(KeyError, match="no usage window of 45 days"):
+        sources.window_key(45)

@@ -39,6 +39,8 @@ T = date(2024, 3, 1)
 T2 = date(2024, 4, 1)
 NOW = datetime(2024, 12, 31)
 TOLERANCE = 1e-9
+MONEY_EVENT = "api_call"
+"""The event read as money here: acme's 10 (age 30), bolt's 100 + 100 (age 3) and 50 (age 40)."""
 
 
 def at(days: int, hour: int = 12, minute: int = 0) -> datetime:
@@ -98,6 +100,7 @@ def company() -> dict[str, list[dict[str, Any]]]:
             ("acme", "a-u3", at(-61), "dashboard_view", 1.0),       # age 61
             ("acme", "a-u4", at(-90), "integration_sync", 1.0),     # age 90
             ("acme", "a-u5", at(-91), "dashboard_view", 1.0),       # age 91
+            ("acme", "a-u5", at(-100), "api_call", 4.0),            # age 100
             ("acme", "a-u5", at(-180), "dashboard_view", 1.0),      # age 180
             ("acme", "a-u6", at(-181), "dashboard_view", 1.0),      # age 181: out of look-back
             # acme onboarding (signed up 2023-01-10): first 30 days end before 2023-02-09
@@ -215,7 +218,7 @@ EXPECTED: dict[str, tuple[Any, ...]] = {
     "events_prev_30d": (3, 1, 0, 0),
     "key_actions_30d": (3, 1, 0, 0),  # acme workflow_run x2 + report_create; bolt sync
     "usage_quantity_30d": (17.0, 201.0, 2.0, 0.0),  # acme 1+1+2+1+2+10; bolt 100+100+1
-    "days_since_last_activity": (1, 3, 18, None),
+    "days_since_last_activity": (1, 3, 18, 213),  # dove: 2023-08-01, within the year
     "top_user_share_30d": (4 / 6, 2 / 3, 1 / 2, None),  # acme u1 4 of 6; bolt u1 2 of 3
     # acme names, ages <= 30: workflow_run, dashboard_view, report_create, api_call;
     # 31-60: export, workflow_run, dashboard_view; <= 90 adds integration_sync (age 90)
@@ -232,6 +235,34 @@ EXPECTED: dict[str, tuple[Any, ...]] = {
     "usage_trend_30d": (6 / 3, 3 / 1, None, None),
     "breadth_change_30d": (1, 1, 1, 0),
     "key_actions_per_seat_30d": (3 / 12, 1 / 30, 0.0, 0.0),
+    # ------------------------------------------------------------------ the long view
+    # event ages within the year: acme 1, 1, 7, 8, 15, 30, 31, 45, 60, 61, 90, 91, 100, 180, 181
+    # (its onboarding events are 386+ days old); bolt 3, 3, 29, 40, 150; cara 20, 18;
+    # dove 213 (2023-08-01), 304 (2023-05-02)
+    "events_180d": (14, 5, 2, 0),
+    "events_365d": (15, 5, 2, 2),
+    # account days (a day on which anyone acted)
+    "active_days_30d": (5, 2, 2, 0),  # acme {1, 7, 8, 15, 30}; bolt {3, 29}
+    "active_days_90d": (10, 3, 2, 0),  # acme adds {31, 45, 60, 61, 90}; bolt {40}
+    "active_days_365d": (14, 4, 2, 2),  # acme adds {91, 100, 180, 181}; bolt {150}; dove {213, 304}
+    "active_days_prev_90d": (3, 1, 0, 0),  # ages 91-180: acme {91, 100, 180}; bolt {150}
+    # (oldest active age in the year - newest) / (active days - 1)
+    "typical_gap_days_365d": (180 / 13, 147 / 3, 2 / 1, 91 / 1),
+    # first events: acme 2023-01-11, bolt 2022-06-20, cara T - 20, dove 2023-05-02
+    "days_since_first_event": (415, 620, 20, 304),
+    "recency_vs_usual_gap": (1 / (180 / 13), 3 / 49, 18 / 2, 213 / 91),
+    # per 30 days of min(365, days since the first event)
+    "event_rate_365d": (15 * 30 / 365, 5 * 30 / 365, 2 * 30 / 20, 2 * 30 / 304),
+    "active_day_rate_365d": (14 * 30 / 365, 4 * 30 / 365, 2 * 30 / 20, 2 * 30 / 304),
+    "activity_trend_90d": (10 / 3, 3 / 1, None, None),
+    # money: the api_call amounts: acme 10 (age 30), 4 (age 100); bolt 100 + 100 (age 3), 50
+    "spend_90d": (10.0, 250.0, 0.0, 0.0),
+    "spend_365d": (14.0, 250.0, 0.0, 0.0),
+    "spend_prev_90d": (4.0, 0.0, 0.0, 0.0),
+    "purchase_days_365d": (2, 2, 0, 0),  # bolt's two 100s are one day
+    "order_value_365d": (7.0, 125.0, None, None),
+    "spend_rate_365d": (14 * 30 / 365, 250 * 30 / 365, 0.0, 0.0),
+    "spend_trend_90d": (10 / 4, None, None, None),
     # ------------------------------------------------------------------ support
     # acme tickets seen at T (age): tA1 (2), tA2 (30), tA3 (31), tA4 (10, resolved after T),
     # tA5 (5, resolved exactly at T), tA6 (90), tA7 (91), tA8 (100, open), tA11 (20);
@@ -320,7 +351,7 @@ def _same(actual: object, expected: object) -> bool:
 def frame(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     folder = write_tables(tmp_path_factory.mktemp("values") / "raw", company())
     history = validate_history(open_source(folder, Mapping()), now=NOW, strict=True)
-    spec = SnapshotSpec(history_end=date(2024, 7, 1))
+    spec = SnapshotSpec(history_end=date(2024, 7, 1), money_event=MONEY_EVENT)
     snapshot_plan = plan(history.tables, spec, dates=[T, T2])
     assert snapshot_plan.absent_features == ()
     out = snapshot_table(history.tables, history.backend, spec, snapshot_plan).execute()
@@ -379,7 +410,7 @@ def test_the_same_values_whether_the_rollup_is_built_apart_or_not(
     value must come out the same both ways."""
     folder = write_tables(tmp_path / "raw", company())
     history = validate_history(open_source(folder, Mapping()), now=NOW, strict=True)
-    spec = SnapshotSpec(history_end=date(2024, 7, 1))
+    spec = SnapshotSpec(history_end=date(2024, 7, 1), money_event=MONEY_EVENT)
     snapshot_plan = plan(history.tables, spec, dates=[T, T2])
     assert snapshot_plan.events == len(company()["usage_events"])
     expr = snapshot_table(history.tables, history.backend, spec, snapshot_plan,
@@ -401,7 +432,7 @@ def test_values_do_not_depend_on_the_other_snapshot_dates(
     the build."""
     folder = write_tables(tmp_path / "raw", company())
     history = validate_history(open_source(folder, Mapping()), now=NOW, strict=True)
-    spec = SnapshotSpec(history_end=date(2024, 7, 1))
+    spec = SnapshotSpec(history_end=date(2024, 7, 1), money_event=MONEY_EVENT)
     dates = sorted({T, *(T + timedelta(days=d) for d in others)})
     alone = snapshot_table(history.tables, history.backend, spec,
                            plan(history.tables, spec, dates=dates)).execute()
@@ -427,7 +458,7 @@ def test_distinct_features_count_past_one_mask_word(tmp_path: Any) -> None:
                                            "quantity": 1.0})
     history = validate_history(open_source(write_tables(tmp_path / "raw", tables), Mapping()),
                                now=NOW, strict=True)
-    spec = SnapshotSpec(history_end=date(2024, 7, 1))
+    spec = SnapshotSpec(history_end=date(2024, 7, 1), money_event=MONEY_EVENT)
     out = snapshot_table(history.tables, history.backend, spec,
                          plan(history.tables, spec, dates=[T])).execute()
     cara = out[out["account_id"] == "cara"].iloc[0]
@@ -452,7 +483,7 @@ def test_last_nps_breaks_a_tie_on_responded_at_by_response_id(tmp_path: Any,
     tables["surveys"] += tied[::-1] if reverse else tied
     history = validate_history(open_source(write_tables(tmp_path / "raw", tables), Mapping()),
                                now=NOW, strict=True)
-    spec = SnapshotSpec(history_end=date(2024, 7, 1))
+    spec = SnapshotSpec(history_end=date(2024, 7, 1), money_event=MONEY_EVENT)
     out = snapshot_table(history.tables, history.backend, spec,
                          plan(history.tables, spec, dates=[T])).execute()
     assert out.loc[out["account_id"] == "cara", "last_nps"].item() == 8

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from churnlens.features.registry import load_all
 from churnlens.features.snapshots import SnapshotSpec, plan, snapshot_table
 from churnlens.raw.loader import open_source
 from churnlens.raw.mapping import Mapping
@@ -211,6 +212,9 @@ ABSENT_WITHOUT_SUBSCRIPTIONS_TICKETS_SURVEYS = {
     "last_nps", "mean_nps_180d", "mean_nps_prev_180d", "nps_responses_180d",
     "detractor_share_180d", "promoter_share_180d", "days_since_last_nps", "nps_180d",
     "nps_change_180d", "nps_response_rate_180d",
+    # money, without a money_event setting
+    "spend_90d", "spend_365d", "spend_prev_90d", "purchase_days_365d", "order_value_365d",
+    "spend_rate_365d", "spend_trend_90d",
 }
 
 ONLY_USAGE = ("accounts", "usage_events")
@@ -237,7 +241,9 @@ def test_inactivity_plan_reports_the_features_it_cannot_compute(
     snapshot_plan = plan(history.tables, spec, dates=[T])
     assert set(snapshot_plan.absent_features) == ABSENT_WITHOUT_SUBSCRIPTIONS_TICKETS_SURVEYS
     assert not set(snapshot_plan.features) & ABSENT_WITHOUT_SUBSCRIPTIONS_TICKETS_SURVEYS
-    assert len(snapshot_plan.features) == 66 - len(ABSENT_WITHOUT_SUBSCRIPTIONS_TICKETS_SURVEYS)
+    assert len(snapshot_plan.features) == (len(load_all())
+                                           - len(ABSENT_WITHOUT_SUBSCRIPTIONS_TICKETS_SURVEYS))
+    assert snapshot_plan.absent_reason["spend_rate_365d"] == "needs the money_event setting"
     assert snapshot_plan.absent_reason["mrr"] == "needs subscriptions"
     assert snapshot_plan.absent_reason["open_tickets"] == "needs tickets"
     assert snapshot_plan.absent_reason["tickets_per_10_seats_90d"] == (

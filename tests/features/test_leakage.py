@@ -61,9 +61,12 @@ HORIZON = 90
 LABEL_COLUMNS = ("churned", "expanded", "churn_day")
 """Every label column of a snapshot: what happened in the window, and when it churned."""
 
-SUBSCRIPTION_SPEC = SnapshotSpec(history_end=HISTORY_END, horizon_days=HORIZON)
+MONEY_EVENT = "api_call"
+"""Read as money, so that the spend features are checked like the rest."""
+SUBSCRIPTION_SPEC = SnapshotSpec(history_end=HISTORY_END, horizon_days=HORIZON,
+                                 money_event=MONEY_EVENT)
 INACTIVITY_SPEC = SnapshotSpec(history_end=HISTORY_END, churn_definition="inactivity",
-                               inactivity_days=30, horizon_days=30)
+                               inactivity_days=30, horizon_days=30, money_event=MONEY_EVENT)
 
 EVENT_NAMES = ("dashboard_view", "workflow_run", "report_create", "integration_sync",
                "api_call", "export")
@@ -267,9 +270,10 @@ def companies(draw: Draw) -> Tables:
             subscriptions += _sub_sequence(draw, a, first, [], new_id, min_periods=1)
     # most events near AS_OF, so that accounts are active on both sides of it (inactivity
     # population and labels)
-    events = [_event(draw, [a], ((-250, 200), (-45, 45), (-30, 30)))
+    events = [_event(draw, [a], ((-400, 200), (-45, 45), (-30, 30)))
               for a in ids for _ in range(draw(st.integers(1, 10)))]
-    events.append(_event(draw, ids, ((-200, -1),)))  # history_span needs an event before AS_OF
+    # history_span needs an event before AS_OF; it is a money event, which the plan requires
+    events.append({**_event(draw, ids, ((-200, -1),)), "event": MONEY_EVENT})
     tickets = [_ticket(draw, new_id("t"), ids, ((-250, 200),))
                for _ in range(draw(st.integers(1, 12)))]
     surveys = [_survey(draw, new_id("r"), ids, ((-400, 200),))

@@ -143,12 +143,52 @@ def feature(*, pillar: Pillar, unit: str, sentence: str, kind: Kind = "number",
     return register
 
 
+def windowed(*, days: tuple[int, ...], name: str, pillar: Pillar, unit: str, sentence: str,
+             higher_is_riskier: bool | None = None, fill: float | None = None,
+             also_needs: tuple[str, ...] = ()
+             ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
+    """Register one feature per window from one definition (Hamilton's ``@parameterize``).
+
+    The decorated function takes its source and ``days``; ``name``, the sentence and the
+    docstring say ``{days}`` where the window goes. The window is a value the function reads
+    (``sources.window_key(days)``) and the declaration's ``window_days``, never a literal
+    written twice, so a feature cannot say 365 days and read 180.
+    """
+
+    def register(fn: Callable[..., ir.Value]) -> Callable[..., ir.Value]:
+        import functools
+
+        params = list(inspect.signature(fn).parameters)
+        if len(params) != 2 or params[1] != "days" or params[0] not in (*SOURCE_TABLES,
+                                                                          "features"):
+            raise TypeError(f"{fn.__name__}: parameters (source, days), got {params}")
+        source = params[0]
+        doc = (inspect.getdoc(fn) or "").splitlines()[0].rstrip(".")
+        for window in days:
+            feature_name = name.format(days=window)
+            if feature_name in REGISTRY:
+                raise ValueError(f"feature {feature_name} declared twice")
+            inputs = (tuple(n.format(days=window) for n in _derived_inputs(fn))
+                      if source == "features" else ())
+            REGISTRY[feature_name] = Feature(
+                name=feature_name, pillar=pillar, description=doc.replace("{days}", str(window)),
+                unit=unit, sentence=sentence.replace("{days}", str(window)),
+                source=source,  # type: ignore[arg-type]
+                compute=functools.partial(fn, days=window), kind="number", window_days=window,
+                higher_is_riskier=higher_is_riskier,
+                needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill)
+        return fn
+
+    return register
+
+
 def _derived_inputs(fn: Callable[..., ir.Value]) -> tuple[str, ...]:
     """Names of the features a derived feature reads (``features.<name>`` in its source)."""
     import re
 
     source = inspect.getsource(fn)
-    return tuple(dict.fromkeys(re.findall(r"features\.([a-z_0-9]+)", source)))
+    names = re.findall(r"features\.([a-z_0-9]+)|features\[f?\"([a-z_0-9{}]+)\"\]", source)
+    return tuple(dict.fromkeys(a or b for a, b in names))
 
 
 def needs_of(name: str) -> tuple[str, ...]:
@@ -181,6 +221,7 @@ def load_all() -> dict[str, Feature]:
     """Import every feature module so the registry is complete."""
     from churnlens.features import (  # noqa: F401
         commercial,
+        history,
         onboarding,
         satisfaction,
         support,

@@ -30,6 +30,8 @@ from churnlens.features.sources import Grid, _day, attach
 
 DEFAULT_KEY_EVENTS = ("workflow_run", "report_create", "integration_sync")
 LABELS = ("churned", "expanded")
+MONEY = "money"
+"""What money features need besides usage_events: a ``money_event`` setting."""
 CHURN_DAY = "churn_day"
 """Days from as_of to the churn (0 = on as_of itself), null when the account did not churn in
 the window: when, inside the horizon, the label ``churned`` happened (discrete-time hazard
@@ -51,6 +53,8 @@ class SnapshotSpec:
     expansion_min_share: float = 0.10
     key_events: tuple[str, ...] = DEFAULT_KEY_EVENTS
     feature_set: str = "churn_v1"
+    money_event: str | None = None
+    """The event whose quantity is an amount of money (spend features); None: no money."""
     history_start: date | None = None
     history_end: date | None = None
     """First day after the history (default: the day after the last event)."""
@@ -250,13 +254,23 @@ def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
     sets = feature_sets()
     if spec.feature_set not in sets:
         raise ValueError(f"unknown feature set {spec.feature_set!r}; known: {sorted(sets)}")
+    start, end, event_names, event_count = history_span_and_events(tables)
     present_tables = set(tables)
+    if spec.money_event is not None:
+        if spec.money_event not in event_names:
+            raise ValueError(
+                f"money_event {spec.money_event!r} is not an event of usage_events; its events "
+                f"are {', '.join(event_names[:12])}{' ...' if len(event_names) > 12 else ''}")
+        present_tables.add(MONEY)
     features, absent = sets[spec.feature_set].available(present_tables)
     from churnlens.features.registry import needs_of
 
-    reasons = {name: "needs " + ", ".join(sorted(set(needs_of(name)) - present_tables))
-               for name in absent}
-    start, end, event_names, event_count = history_span_and_events(tables)
+    def missing(name: str) -> str:
+        lacking = sorted(set(needs_of(name)) - present_tables)
+        return "needs " + ", ".join("the money_event setting" if t == MONEY else t
+                                    for t in lacking)
+
+    reasons = {name: missing(name) for name in absent}
     start = spec.history_start or start
     end = spec.history_end or end
     chosen = dates if dates is not None else grid_dates(start, end, spec.grid, spec.first_as_of)
@@ -305,7 +319,7 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     if materialize is None:
         materialize = (snapshot_plan.events or 0) > sources.MATERIALIZE_ROLLUP_EVENTS
     rollups = sources.roll_up_events(events, tables["accounts"], grid, spec.key_events,
-                                     event_names, materialize)
+                                     event_names, materialize, spec.money_event)
     usage = sources.usage_by_user(rollups, grid)
     # inactivity: who acted in the inactivity_days before as_of, which may reach past the
     # 180-day look-back of ``usage``

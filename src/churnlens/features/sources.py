@@ -17,7 +17,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 from ibis import _
 
-USAGE_LOOKBACK_DAYS = 180
+USAGE_LOOKBACK_DAYS = 365
 TICKET_LOOKBACK_DAYS = 180
 SURVEY_LOOKBACK_DAYS = 365
 COMMERCIAL_LOOKBACK_DAYS = 365
@@ -60,13 +60,28 @@ class Grid:
         return Grid(memtable, days)
 
     def buckets(self, windows: dict[str, tuple[int, int]],
-                tails: dict[str, int] | None = None) -> Buckets:
-        return bucket_windows(list(self.as_of_days), windows, tails)
+                tails: dict[str, int] | None = None,
+                account_only: frozenset[str] = frozenset()) -> Buckets:
+        return bucket_windows(list(self.as_of_days), windows, tails, account_only)
 
 
 USAGE_WINDOWS = {"w7": (0, 7), "w30": (0, 30), "prev30": (30, 60), "w90": (0, 90),
-                 "prev90": (90, 180)}
+                 "prev90": (90, 180), "w180": (0, 180), "w365": (0, 365)}
 """Windows the usage features read, as (from, to) days before as_of: [as_of - to, as_of - from)."""
+ACCOUNT_ONLY_WINDOWS = frozenset({"w180", "w365"})
+"""Windows read only by per-account sums (events, active days, spend), never by distinct users:
+the per-user rows of the buckets only they hold join no snapshot (``newest_first``), so the
+long look-back costs the per-account rows, not the per-user ones."""
+
+
+def window_key(days: int, previous: bool = False) -> str:
+    """The membership column of the window of the last ``days`` days (or of the ``days``
+    before those): a feature's window is this value, never a literal in its code."""
+    key = f"prev{days}" if previous else f"w{days}"
+    if key not in USAGE_WINDOWS:
+        raise KeyError(f"no usage window of {days} days{' before the last' if previous else ''}"
+                       f"; the engine cuts {sorted(USAGE_WINDOWS)}")
+    return key
 TAIL_WINDOWS = {"w7": 7}
 """Windows ending at as_of that need no cut of their own: when no other cut falls inside one,
 it is the last ``days`` days of the bucket that ends at as_of, and a user is in it when
@@ -159,7 +174,8 @@ def _cuts(edges: set[int]) -> list[int]:
 
 
 def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]],
-                   tails: dict[str, int] | None = None) -> Buckets:
+                   tails: dict[str, int] | None = None,
+                   account_only: frozenset[str] = frozenset()) -> Buckets:
     import bisect
 
     tails = tails or {}
@@ -205,7 +221,8 @@ def bucket_windows(as_of_days: list[int], windows: dict[str, tuple[int, int]],
                 first = bisect.bisect_left(cuts, as_of_day - end)
                 rows[name].append(int(inside))
                 rows[f"{name}_first"].append(first)
-                newest = max(newest, first) if inside else newest
+                counts_users = inside and name not in account_only
+                newest = max(newest, first) if counts_users else newest
                 if name in tails:
                     rows[f"{name}_tail"].append(int(not whole and high == as_of_day))
             rows["newest_first"].append(newest)
@@ -303,12 +320,14 @@ def mask_words(event_names: tuple[str, ...]) -> int:
 
 def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
                    key_events: tuple[str, ...], event_names: tuple[str, ...],
-                   materialize: bool = True) -> EventRollups:
+                   materialize: bool = True, money_event: str | None = None) -> EventRollups:
     """The rollups. With ``materialize`` the per-user rows are built at once, as a table of
     their own (Ibis' cache: a temporary table, a persisted Spark frame), before the snapshot
     query that reads them; without, they stay a part of that one query
-    (``MATERIALIZE_ROLLUP_EVENTS`` says when to)."""
-    buckets = grid.buckets(USAGE_WINDOWS, TAIL_WINDOWS)
+    (``MATERIALIZE_ROLLUP_EVENTS`` says when to). ``money_event`` names the event whose
+    quantity is an amount of money: its quantities are summed apart (``spend``), never with
+    the other events' counts."""
+    buckets = grid.buckets(USAGE_WINDOWS, TAIL_WINDOWS, ACCOUNT_ONLY_WINDOWS)
     last_day = max(grid.as_of_days)
     # Integer keys: hashing ids once is far cheaper than grouping on strings.
     dated = events.select(account=id_key(events.account_id), user=id_key(events.user_id),
@@ -340,11 +359,22 @@ def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
         key=catalogued.key.fill_null(0),
         **{f"feature_bit_{k}": (catalogued.mask_word == k).ifelse(catalogued.mask_bit, 0)
            for k in range(words)})
+    if money_event is not None:
+        paid = catalogued.event == money_event
+        catalogued = catalogued.mutate(money=paid.ifelse(catalogued.quantity, 0.0),
+                                       money_bit=paid.ifelse(catalogued.day_bit, 0))
+    else:
+        catalogued = catalogued.mutate(money=ibis.literal(0.0, "float64"),
+                                       money_bit=ibis.literal(0, "int64"))
     per_account = catalogued.group_by(["account", "bucket"]).aggregate(
         events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
-        last_day=_.day.max(),
+        first_day=_.day.min(), last_day=_.day.max(),
         first_key_day=(_.key > 0).ifelse(_.day, ibis.null("int64")).min(),
+        day_mask=bit_or(_.day_bit), spend=_.money.sum().cast("float64"),
+        spend_day_mask=bit_or(_.money_bit),
         **{f"feature_mask_{k}": bit_or(_[f"feature_bit_{k}"]) for k in range(words)})
+    per_account = per_account.mutate(account_days=bit_count(per_account.day_mask),
+                                     spend_days=bit_count(per_account.spend_day_mask))
 
     names = _account_names(accounts)
     cohorts = per_user.group_by(["account", "bucket", "previous_bucket"]).aggregate(
@@ -379,6 +409,27 @@ def _in_windows(rollups: EventRollups, grid: Grid, rows: ir.Table) -> ir.Table:
     return rows.join(_windows(rollups, grid), "bucket")
 
 
+ACCOUNT_MEASURES = {"events": "int64", "account_days": "int64", "spend": "float64",
+                    "spend_days": "int64"}
+"""Per-account sums kept for every window of ``ACCOUNT_MEASURE_WINDOWS``, as
+``<measure>_<window>`` columns of ``usage``: account days are the days on which anyone of the
+account acted, spend and spend days those of the money event."""
+ACCOUNT_MEASURE_WINDOWS = ("w30", "w90", "prev90", "w180", "w365")
+
+
+def account_measure(usage: ir.Table, measure: str, days: int,
+                    previous: bool = False) -> ir.IntegerValue | ir.FloatingValue:
+    """The ``usage`` column holding ``measure`` summed over the last ``days`` days (or the
+    ``days`` before those). Only windows the engine sums per account exist: a 7-day window,
+    for one, is read from a tail of its bucket per user, and summing it per account would
+    quietly read a month; asking for it is an error that says which windows there are."""
+    window = window_key(days, previous)
+    if measure not in ACCOUNT_MEASURES or window not in ACCOUNT_MEASURE_WINDOWS:
+        raise KeyError(f"no per-account {measure} over {window}: the engine sums "
+                       f"{sorted(ACCOUNT_MEASURES)} over {list(ACCOUNT_MEASURE_WINDOWS)}")
+    return usage[f"{measure}_{window}"]  # type: ignore[return-value]
+
+
 def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
     """Activity rows per (account, as_of); summing a column over them gives a feature.
 
@@ -407,9 +458,14 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
         active_7=users_in("w7").sum(), active_30=users_in("w30").sum(),
         active_prev_30=users_in("prev30").sum(), active_90=users_in("w90").sum(),
         active_prev_90=users_in("prev90").sum())
+    history = {f"{measure}_{window}": (measure, window)
+               for measure in ACCOUNT_MEASURES for window in ACCOUNT_MEASURE_WINDOWS}
     people = people.mutate(
         days_30=zero, events_30=zero, events_prev_30=zero,
-        quantity_30=ibis.literal(0.0, "float64"), key_30=zero, last_age=ibis.null("int64"))
+        quantity_30=ibis.literal(0.0, "float64"), key_30=zero, last_age=ibis.null("int64"),
+        first_age_w365=ibis.null("int64"),
+        **{name: ibis.literal(0, ACCOUNT_MEASURES[measure])
+           for name, (measure, _window) in history.items()})
     days = cohorts.group_by(["account", "bucket"]).aggregate(
         active_days=_.active_days.sum(), recent_users=_.recent_users.sum())
     per_bucket = rollups.per_account.pipe(attach, days, ["account", "bucket"])
@@ -421,7 +477,11 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
         events_prev_30=(joined.events * joined.prev30).sum(),
         quantity_30=(joined.quantity * joined.w30).sum().cast("float64"),
         key_30=(joined.key_events * joined.w30).sum(),
-        last_age=(joined.as_of_day - joined.last_day).min())
+        last_age=(joined.as_of_day - joined.last_day).min(),
+        first_age_w365=(joined.w365 == 1).ifelse(joined.as_of_day - joined.first_day,
+                                                 ibis.null("int64")).max(),
+        **{name: (joined[measure] * joined[window]).sum().cast(ACCOUNT_MEASURES[measure])
+           for name, (measure, window) in history.items()})
     totals = totals.mutate(active_30=zero, active_prev_30=zero, active_90=zero,
                            active_prev_90=zero)
     return people.union(totals.select(*people.columns))
@@ -454,10 +514,11 @@ def usage_by_feature(rollups: EventRollups, grid: Grid) -> ir.Table:
     bits."""
     masks = [f"feature_mask_{k}" for k in range(rollups.mask_words)]
     joined = _in_windows(rollups, grid, rollups.per_account)
+    windows = ("w30", "prev30", "w90")
+    joined = joined.filter(sum((joined[w] for w in windows[1:]), joined[windows[0]]) > 0)
     rows = joined.select(
         "account", "as_of",
-        **{f"{window}_{m}": joined[m] * joined[window]
-           for window in ("w30", "prev30", "w90") for m in masks})
+        **{f"{window}_{m}": joined[m] * joined[window] for window in windows for m in masks})
     return rows
 
 
@@ -614,7 +675,8 @@ def onboarding_state(accounts: ir.Table, rollups: EventRollups,
 
     per_account = rollups.per_account
     first_key = per_account.group_by("account").aggregate(
-        first_key_day=per_account.first_key_day.min())
+        first_key_day=per_account.first_key_day.min(),
+        first_event_day=per_account.first_day.min())
     first_key = first_key.join(rollups.id_of, "account").drop(
         "account")
     state = (pop.pipe(attach, partial, ["account_id", "as_of"])
@@ -630,11 +692,13 @@ def onboarding_state(accounts: ir.Table, rollups: EventRollups,
         state = state.mutate(first_start_day=ibis.null("int64"),
                              seats_at_signup=ibis.null("int64"))
     known_key = state.first_key_day < state.as_of_day
+    known_event = state.first_event_day < state.as_of_day
     known_sub = state.first_start_day < state.as_of_day
     return state.select(
         "account_id", "as_of", "as_of_day", "created_day",
         activated_users=state.activated_users.fill_null(0),
         window_closed=_flag(state.as_of_day >= state.created_day + ONBOARDING_DAYS),
         first_key_day=known_key.ifelse(state.first_key_day, ibis.null("int64")),
+        first_event_day=known_event.ifelse(state.first_event_day, ibis.null("int64")),
         seats_at_signup=known_sub.ifelse(state.seats_at_signup, ibis.null("int64")),
     )
