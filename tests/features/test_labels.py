@@ -282,9 +282,9 @@ def test_inactivity_period_longer_than_the_usage_look_back(inactivity_folder: Pa
     assert sorted(frame.index) == sorted(ACTIVITY)  # everyone acted in [T - 200, T)
     quiet = frame.loc["quiet_190"]
     # its 200 quiet days end on T - 190 + 200 = T + 10, inside the window; nothing in the 90
-    # days before T, so no expansion; usage features look back 180 days only
+    # days before T, so no expansion; usage features look back a year
     assert (quiet["churned"], quiet["expanded"]) == (True, False)
-    assert pd.isna(quiet["days_since_last_activity"])
+    assert quiet["days_since_last_activity"] == 190
     assert quiet["active_users_90d"] == 0
     # 200 quiet days never fit inside the 90-day window for an account active just before T
     assert not frame.drop(index="quiet_190")["churned"].any()

@@ -82,7 +82,7 @@ def usage_quantity_30d(usage: ir.Table) -> ir.Value:
 @feature(pillar="adoption", unit="days", higher_is_riskier=True,
          sentence="Last product activity {value} days ago")
 def days_since_last_activity(usage: ir.Table) -> ir.Value:
-    """Days since the account's last event (null when none in 180 days)."""
+    """Days since the account's last event (null when none in 365 days)."""
     return usage.last_age.min()
 
 
