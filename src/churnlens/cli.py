@@ -286,6 +286,21 @@ def features(
 # --------------------------------------------------------------------------- training
 
 
+def print_baselines(section: dict | None) -> None:  # type: ignore[type-arg]
+    """The churn model beside the peers an analyst would try first, on the same snapshots."""
+    from churnlens.training.baselines import warning
+
+    if not section or not section["peers"]:
+        return
+    figures = ", ".join(
+        f"{peer['name']} {peer['roc_auc']:.3f}" if peer["roc_auc"] is not None
+        else f"{peer['name']} n/a (one class in validation)" for peer in section["peers"])
+    console.print(f"churn peers (ROC AUC, same validation snapshots): {figures}")
+    alarm = warning(section)
+    if alarm:
+        console.print(f"[yellow]warning: {alarm}[/]")
+
+
 def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
     table = Table(title=f"Validation ({', '.join(report['split']['validation'])})")
     for column in ("target", "model", "ROC AUC (95% CI)", "PR AUC", "Brier", "ECE",
@@ -313,6 +328,7 @@ def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
         if oracle:
             console.print(f"{target}: model AUC is {oracle['auc_ratio']:.3f} x the oracle's "
                           "(the simulation's true probabilities)")
+    print_baselines(report.get("baselines"))
     hazard = report.get("hazard") or {}
     if "validation" in hazard:
         ours, base = hazard["validation"], hazard["baselines"]

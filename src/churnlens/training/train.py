@@ -27,6 +27,7 @@ from churnlens.features.registry import REGISTRY
 from churnlens.features.store import SNAPSHOTS, read_manifest
 from churnlens.settings import Settings
 from churnlens.training import (
+    baselines,
     coldstart,
     drift,
     evaluation,
@@ -322,6 +323,18 @@ def _champion_input(val: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return model_input(val, FeatureSpace(features=tuple(columns), categories=textual))
 
 
+def _peer_baselines(parts: dict[str, pd.DataFrame], settings: Settings,
+                    churn_figures: dict[str, Any]) -> dict[str, Any]:
+    """The RFM peers on the churn model's validation snapshots (``training/baselines.py``)."""
+    prior = pd.concat([parts["fit"], parts["tuning"], parts["calibration"]])
+    val = parts["validation"]
+    peers = baselines.fit_peers(prior, labels_of(prior, LABEL_OF["churn"]), val,
+                                labels_of(val, LABEL_OF["churn"]), settings.seed, settings.cores)
+    auc = churn_figures.get("roc_auc")
+    return baselines.comparison(None if auc is None or not np.isfinite(auc) else float(auc),
+                                peers)
+
+
 def train(settings: Settings, progress: Any = None) -> TrainResult:
     import mlflow
     from mlflow.models import infer_signature
@@ -378,6 +391,9 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
             if progress:
                 progress(f"evaluating {target}")
             report[target] = evaluate_target(fit, val, settings, truth)
+        if progress:
+            progress("fitting the RFM peers")
+        report["baselines"] = _peer_baselines(parts, settings, report["churn"]["validation"])
         report["hazard"] = evaluate_hazard(hazard_fit, parts, space,
                                            fits["churn"].validation, settings)
         revenue = fit_revenue(frame, labelled, fits, space, settings)
@@ -411,6 +427,9 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
 
         mlflow.log_params(_params(settings, fits, split, features))
         mlflow.log_metrics(_flat_metrics(report))
+        mlflow.log_metrics(baselines.metrics(report["baselines"]))
+        beats = report["baselines"]["model_beats_best"]
+        mlflow.set_tag("beats_baselines", "unknown" if beats is None else str(beats).lower())
         mlflow.set_tags({"data_fingerprint": fingerprint, "git_commit": report["git_commit"],
                          "promoted": str(promoted).lower(), "promotion_reason": reason,
                          "promotion": "automatic"})
