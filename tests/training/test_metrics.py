@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import numpy as np
 import pytest
 
@@ -15,7 +13,6 @@ from churnlens.training.metrics import (
     top_decile_lift,
     top_decile_recall,
 )
-from churnlens.training.splits import NotEnoughHistory, split_dates
 
 
 def _honest(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,21 +56,6 @@ def test_calibrators_repair_overconfident_scores(fit) -> None:  # type: ignore[n
     assert brier(y[25_000:], repaired) < brier(y[25_000:], overconfident[25_000:])
     again = Calibrator.from_json(calibrator.to_json())
     assert np.allclose(again(overconfident[:100]), calibrator(overconfident[:100]))
-
-
-def test_slices_are_in_time_order_and_disjoint() -> None:
-    dates = [date(2024, m, 1) for m in range(1, 13)]
-    split = split_dates(list(reversed(dates)), validation=3, calibration=2, tuning=2)
-    assert split.validation == tuple(dates[-3:])
-    assert split.calibration == tuple(dates[7:9])
-    assert split.tuning == tuple(dates[5:7])
-    assert split.fit == tuple(dates[:5])
-
-
-def test_too_short_a_history_says_what_it_needs() -> None:
-    with pytest.raises(NotEnoughHistory, match="5 labelled snapshot dates; training needs at "
-                                               "least 12"):
-        split_dates([date(2024, m, 1) for m in range(1, 6)], 3, 3, 3)
 
 
 def test_tracking_store_defaults_to_sqlite_under_home_and_yields_to_the_environment(
