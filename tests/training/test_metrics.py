@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,8 @@ from churnlens.training.metrics import (
     brier,
     ece,
     evaluate,
+    finite,
+    reportable,
     top_decile_lift,
     top_decile_recall,
 )
@@ -99,3 +103,23 @@ def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shifted_one() -> 
     assert max(feature_psi(same, ref).values()) < 0.01
     shifted = feature_psi(moved, ref)
     assert shifted["seats"] > DRIFT_PSI and shifted["plan"] > DRIFT_PSI
+
+
+def test_a_metric_that_cannot_be_computed_is_null_with_its_reason() -> None:
+    """A validation slice without churners: AUC, PR AUC, lift and recall are undefined; the
+    report holds null and why, never NaN (which JSON cannot even represent)."""
+    y, p = np.zeros(40, dtype=np.int8), np.linspace(0.01, 0.3, 40)
+    figures = reportable(evaluate(y, p), "the validation slice", "churned accounts")
+    for name in ("roc_auc", "pr_auc", "top_decile_lift", "top_decile_recall"):
+        assert figures[name] is None
+        assert figures["not_computable"][name] == "the validation slice has no churned accounts"
+    assert figures["brier"] == pytest.approx(float(np.mean(p ** 2)))
+    assert "brier" not in figures["not_computable"]
+    json.dumps(figures, allow_nan=False)
+
+    everyone = reportable(evaluate(np.ones(5, dtype=np.int8), p[:5]), "the validation slice",
+                          "churned accounts")
+    assert everyone["not_computable"] == {
+        "roc_auc": "the validation slice has only churned accounts"}
+    assert finite({"a": [float("nan"), 1.0], "b": np.float64("inf")}) == {"a": [None, 1.0],
+                                                                         "b": None}

@@ -329,7 +329,7 @@ def _gate(client: Any, settings: Settings, val: pd.DataFrame, fits: dict[str, Ta
             continue
         champion = tracking.champion_version(client, name)
         if champion is None:
-            reasons.append(f"{target}: the first model (no champion to compare with)")
+            reasons.append(f"{target}: no champion yet, nothing to compare with")
             continue
         try:
             model = mlflow.pyfunc.load_model(f"models:/{name}@{tracking.CHAMPION}")
