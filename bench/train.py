@@ -55,15 +55,13 @@ def main() -> None:
     from churnlens.training.bundle import LABEL_OF, TARGETS
     from churnlens.training.matrix import feature_space, labels_of, load_snapshots
     from churnlens.training.metrics import brier, roc_auc
-    from churnlens.training.splits import split_dates
-    from churnlens.training.train import _slices, fit_target
+    from churnlens.training.train import _slices, fit_target, split_of
 
     settings = load_settings(home=home)
     started = time.perf_counter()
     frame, features = load_snapshots(settings.layout.features)
     labelled = frame[frame["labelled"].astype(bool)].reset_index(drop=True)
-    split = split_dates(sorted(set(labelled["as_of"])), settings.validation_months,
-                        settings.calibration_months, settings.tuning_months)
+    split = split_of(sorted(set(labelled["as_of"])), settings)
     parts = _slices(labelled, split)
     space = feature_space(pd.concat([parts["fit"], parts["tuning"]]), features)
     loaded = time.perf_counter() - started

@@ -301,52 +301,78 @@ def print_baselines(section: dict | None) -> None:  # type: ignore[type-arg]
         console.print(f"[yellow]warning: {alarm}[/]")
 
 
+METRIC_LABELS = {"roc_auc": "AUC", "pr_auc": "PR AUC", "brier": "Brier", "ece": "ECE",
+                 "top_decile_lift": "top-10% lift", "top_decile_recall": "top-10% recall"}
+
+
+def _figure(value: object, spec: str) -> str:
+    """A report figure, or "n/a" where it could not be computed (the report says why)."""
+    if not isinstance(value, int | float) or value != value:
+        return "n/a"
+    return format(value, spec)
+
+
 def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
+    if "split_sizes" in report:
+        console.print(f"Slices: {report['split_sizes']['summary']}")
     table = Table(title=f"Validation ({', '.join(report['split']['validation'])})")
     for column in ("target", "model", "ROC AUC (95% CI)", "PR AUC", "Brier", "ECE",
                    "top-10% lift"):
         table.add_column(column, justify="left" if column in ("target", "model") else "right")
 
     def row(target: str, name: str, m: dict) -> None:  # type: ignore[type-arg]
-        auc = f"{m['roc_auc']:.3f}"
-        if "roc_auc_low" in m:
+        auc = _figure(m.get("roc_auc"), ".3f")
+        if m.get("roc_auc_low") is not None and m.get("roc_auc_high") is not None:
             auc += f" ({m['roc_auc_low']:.3f}-{m['roc_auc_high']:.3f})"
         lift = m.get("top_decile_lift")
-        table.add_row(target, name, auc, f"{m['pr_auc']:.3f}", f"{m['brier']:.4f}",
-                      f"{m['ece']:.4f}", "" if lift is None else f"{lift:.2f}")
+        table.add_row(target, name, auc, _figure(m.get("pr_auc"), ".3f"),
+                      _figure(m.get("brier"), ".4f"), _figure(m.get("ece"), ".4f"),
+                      "" if name == "oracle" else _figure(lift, ".2f"))
 
-    for target in ("churn", "expansion"):
+    targets = [t for t in ("churn", "expansion") if t in report]
+    absent = report.get("absent_models") or {}
+    for target in targets:
         figures = report[target]
         row(target, f"LightGBM+{figures['calibrator']}", figures["validation"])
         row(target, "logistic", figures["baseline"])
         oracle = figures.get("oracle")
         if oracle:
-            row(target, "oracle", {**oracle, "top_decile_lift": None})
+            row(target, "oracle", oracle)
+    for target in absent:
+        table.add_row(target, "absent", "", "", "", "", "")
     console.print(table)
-    for target in ("churn", "expansion"):
+    for target in targets:
+        for metric, why in (report[target]["validation"].get("not_computable") or {}).items():
+            console.print(f"[yellow]{target} {METRIC_LABELS.get(metric, metric)}: n/a, {why}[/]")
+    for why in absent.values():
+        console.print(f"[yellow]{why}; the churn model was trained alone[/]")
+    for target in targets:
         oracle = report[target].get("oracle")
-        if oracle:
+        if oracle and oracle.get("auc_ratio") is not None:
             console.print(f"{target}: model AUC is {oracle['auc_ratio']:.3f} x the oracle's "
                           "(the simulation's true probabilities)")
     print_baselines(report.get("baselines"))
     hazard = report.get("hazard") or {}
     if "validation" in hazard:
         ours, base = hazard["validation"], hazard["baselines"]
-        console.print(f"churn month (hazard): C-td {ours['c_td']:.3f}, integrated Brier "
-                      f"{ours['ibs']:.4f} (Kaplan-Meier {base['kaplan_meier']['ibs']:.4f}, "
-                      f"churn model spread {base['churn_model_spread']['ibs']:.4f})")
+        console.print(f"churn month (hazard): C-td {_figure(ours['c_td'], '.3f')}, integrated "
+                      f"Brier {_figure(ours['ibs'], '.4f')} (Kaplan-Meier "
+                      f"{_figure(base['kaplan_meier']['ibs'], '.4f')}, churn model spread "
+                      f"{_figure(base['churn_model_spread']['ibs'], '.4f')})")
         if "served" in hazard:
             served = hazard["served"]
             console.print(f"  as served (scaled to the churn probability): C-td "
-                          f"{served['c_td']:.3f}, integrated Brier {served['ibs']:.4f}")
+                          f"{_figure(served['c_td'], '.3f')}, integrated Brier "
+                          f"{_figure(served['ibs'], '.4f')}")
     cold = report.get("cold_start") or {}
     if "validation" in cold:
         figures = cold["validation"]
+        ours, full = figures["cold_start"], figures["full_model"]
         console.print(f"new accounts (cold start, {len(cold['features'])} onboarding features): "
-                      f"AUC {figures['cold_start']['roc_auc']:.3f}, Brier "
-                      f"{figures['cold_start']['brier']:.4f} on {figures['rows']:,} new-account "
-                      f"snapshots (full model {figures['full_model']['roc_auc']:.3f}, "
-                      f"{figures['full_model']['brier']:.4f}): "
+                      f"AUC {_figure(ours['roc_auc'], '.3f')}, Brier "
+                      f"{_figure(ours['brier'], '.4f')} on {figures['rows']:,} new-account "
+                      f"snapshots (full model {_figure(full['roc_auc'], '.3f')}, "
+                      f"{_figure(full['brier'], '.4f')}): "
                       f"{'used' if cold['chosen'] else 'not used'}, {cold['reason']}")
     elif "skipped" in cold:
         console.print(f"[yellow]no cold-start model: {cold['skipped']}[/]")
@@ -360,8 +386,18 @@ def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
 def train(
     horizon_days: Annotated[int | None, typer.Option(help="Label window the snapshots were "
                                                      "built with \\[default: 90].")] = None,
+    fit_months: Annotated[int | None, typer.Option(
+        min=1, help="Snapshot dates to fit on, just before tuning; older ones are left out "
+        "\\[default: every date the other slices leave].")] = None,
+    tuning_months: Annotated[int | None, typer.Option(
+        min=1, help="Snapshot dates after fit that choose the trees and leaves "
+        "\\[default: 1-3, chosen from the history].")] = None,
+    calibration_months: Annotated[int | None, typer.Option(
+        min=1, help="Snapshot dates after tuning that fit the calibrator "
+        "\\[default: 1-3, chosen from the history].")] = None,
     validation_months: Annotated[int | None, typer.Option(
-        help="Latest labelled snapshot dates held out for validation \\[default: 3].")] = None,
+        min=1, help="Latest labelled snapshot dates held out for validation "
+        "\\[default: 1-3, chosen from the history].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for fitting and bootstrap.")] = None,
     mlflow_tracking_uri: Annotated[str | None, typer.Option(
         help="MLflow store \\[default: sqlite under HOME].")] = None,
@@ -369,15 +405,19 @@ def train(
 ) -> None:
     """Train calibrated churn and expansion models on the snapshots in HOME/features.
 
-    Validation is out of time (the latest snapshots whose horizon has elapsed). The run is
+    Validation is out of time (the latest snapshots whose horizon has elapsed); the slices
+    fit | tuning | calibration | validation are chosen from the labelled dates (at least 6)
+    unless given, and printed. The run is
     logged to MLflow with a logistic-regression baseline, registered, and becomes champion
     only if it is not worse than the current one on the same validation snapshots.
     """
     from churnlens.training.splits import NotEnoughHistory
     from churnlens.training.train import train as run_training
 
-    settings = _settings(horizon_days=horizon_days, validation_months=validation_months,
-                         seed=seed, mlflow_tracking_uri=mlflow_tracking_uri)
+    settings = _settings(horizon_days=horizon_days, fit_months=fit_months,
+                         tuning_months=tuning_months, calibration_months=calibration_months,
+                         validation_months=validation_months, seed=seed,
+                         mlflow_tracking_uri=mlflow_tracking_uri)
     try:
         if as_json:
             result = run_training(settings)
@@ -719,8 +759,8 @@ def demo(
     features(data=None, mapping=None, strict=False, backend=None, grid=None, horizon_days=None,
              churn_definition=None, inactivity_days=None, money_event=None, full=False)
     console.rule("[bold]4. Train, evaluate and promote")
-    train(horizon_days=None, validation_months=None, seed=None, mlflow_tracking_uri=None,
-          as_json=False)
+    train(horizon_days=None, fit_months=None, tuning_months=None, calibration_months=None,
+          validation_months=None, seed=None, mlflow_tracking_uri=None, as_json=False)
     console.rule("[bold]5. Score every active account")
     score(as_json=False, top=10)
     console.rule("[bold]Done")

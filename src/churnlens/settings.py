@@ -59,14 +59,18 @@ class Settings(BaseSettings):
         "quantities are never read as money.")
 
     # training
-    validation_months: int = Field(
-        3, gt=0, description="Latest labelled snapshot dates held out as the out-of-time "
-        "validation slice.")
-    calibration_months: int = Field(
-        3, gt=0, description="Snapshot dates before validation that fit the calibrator.")
-    tuning_months: int = Field(
-        3, gt=0, description="Snapshot dates before calibration that choose hyper-parameters "
-        "and the number of trees (early stopping).")
+    fit_months: int | None = Field(
+        None, gt=0, description="Snapshot dates the model is fitted on, just before tuning "
+        "(older ones are left out). Default: every labelled date the other slices leave.")
+    tuning_months: int | None = Field(
+        None, gt=0, description="Snapshot dates before calibration that choose hyper-parameters "
+        "and the number of trees (early stopping). Default: chosen from the history, 1 to 3.")
+    calibration_months: int | None = Field(
+        None, gt=0, description="Snapshot dates before validation that fit the calibrator. "
+        "Default: chosen from the history, 1 to 3.")
+    validation_months: int | None = Field(
+        None, gt=0, description="Latest labelled snapshot dates held out as the out-of-time "
+        "validation slice. Default: chosen from the history, 1 to 3.")
     seed: int = Field(7, description="Seed for model fitting and bootstrap intervals.")
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples (over accounts) for "
                            "confidence intervals; 0 turns them off.")

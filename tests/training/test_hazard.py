@@ -24,7 +24,7 @@ from churnlens.training.bundle import load_bundle
 from churnlens.training.coldstart import fit_cold_start
 from churnlens.training.evaluation import segment_review
 from churnlens.training.matrix import load_snapshots
-from churnlens.training.splits import split_dates
+from churnlens.training.splits import choose_split
 from conftest import churnlens, serve, stop
 
 # --------------------------------------------------------------------------- person-period
@@ -346,7 +346,8 @@ def test_auto_keeps_the_cold_start_model_only_when_it_predicts_new_accounts_bett
         trained: dict[str, Any]) -> None:
     frame, _ = load_snapshots(trained["home"] / "features")
     labelled = frame[frame["labelled"].astype(bool)]
-    split = split_dates(sorted(set(labelled["as_of"])), 3, 3, 3).as_dict()
+    split = choose_split(sorted(set(labelled["as_of"])), validation=3, calibration=3,
+                         tuning=3).as_dict()
     parts = {name: labelled[labelled["as_of"].astype(str).isin(dates)]
              for name, dates in split.items()}
     bundle = load_bundle(trained["home"] / "models" / "v1")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+import json
 
 import numpy as np
 import pytest
@@ -12,10 +12,11 @@ from churnlens.training.metrics import (
     brier,
     ece,
     evaluate,
+    finite,
+    reportable,
     top_decile_lift,
     top_decile_recall,
 )
-from churnlens.training.splits import NotEnoughHistory, split_dates
 
 
 def _honest(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,21 +62,6 @@ def test_calibrators_repair_overconfident_scores(fit) -> None:  # type: ignore[n
     assert np.allclose(again(overconfident[:100]), calibrator(overconfident[:100]))
 
 
-def test_slices_are_in_time_order_and_disjoint() -> None:
-    dates = [date(2024, m, 1) for m in range(1, 13)]
-    split = split_dates(list(reversed(dates)), validation=3, calibration=2, tuning=2)
-    assert split.validation == tuple(dates[-3:])
-    assert split.calibration == tuple(dates[7:9])
-    assert split.tuning == tuple(dates[5:7])
-    assert split.fit == tuple(dates[:5])
-
-
-def test_too_short_a_history_says_what_it_needs() -> None:
-    with pytest.raises(NotEnoughHistory, match="5 labelled snapshot dates; training needs at "
-                                               "least 12"):
-        split_dates([date(2024, m, 1) for m in range(1, 6)], 3, 3, 3)
-
-
 def test_tracking_store_defaults_to_sqlite_under_home_and_yields_to_the_environment(
         tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from churnlens.home import Home
@@ -117,3 +103,23 @@ def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shifted_one() -> 
     assert max(feature_psi(same, ref).values()) < 0.01
     shifted = feature_psi(moved, ref)
     assert shifted["seats"] > DRIFT_PSI and shifted["plan"] > DRIFT_PSI
+
+
+def test_a_metric_that_cannot_be_computed_is_null_with_its_reason() -> None:
+    """A validation slice without churners: AUC, PR AUC, lift and recall are undefined; the
+    report holds null and why, never NaN (which JSON cannot even represent)."""
+    y, p = np.zeros(40, dtype=np.int8), np.linspace(0.01, 0.3, 40)
+    figures = reportable(evaluate(y, p), "the validation slice", "churned accounts")
+    for name in ("roc_auc", "pr_auc", "top_decile_lift", "top_decile_recall"):
+        assert figures[name] is None
+        assert figures["not_computable"][name] == "the validation slice has no churned accounts"
+    assert figures["brier"] == pytest.approx(float(np.mean(p ** 2)))
+    assert "brier" not in figures["not_computable"]
+    json.dumps(figures, allow_nan=False)
+
+    everyone = reportable(evaluate(np.ones(5, dtype=np.int8), p[:5]), "the validation slice",
+                          "churned accounts")
+    assert everyone["not_computable"] == {
+        "roc_auc": "the validation slice has only churned accounts"}
+    assert finite({"a": [float("nan"), 1.0], "b": np.float64("inf")}) == {"a": [None, 1.0],
+                                                                         "b": None}

@@ -147,7 +147,9 @@ class RiskAnswer(BaseModel):
     churn_model: str = Field("full", description="`full`, or `cold-start` for a new account "
                              "(tenure under 90 days): answered by the model trained on new "
                              "accounts' onboarding features.")
-    expansion_probability: float
+    expansion_probability: float | None = Field(
+        description="Probability of expanding within the horizon; null when the model has no "
+        "expansion model (the history it was trained on held no expansions).")
     tier: str
     health_score: int
     segment: str

@@ -86,7 +86,8 @@ def _facts(row: dict[str, Any], pillar_row: dict[str, float],
             "pillar_points": f"{pillar_row.get(failing, 0.0):+.1f}" if failing else "0",
             "pillar_title": (failing or "").capitalize(),
             "churn_pct": f"{100 * row['churn_probability']:.0f}",
-            "expansion_pct": f"{100 * row['expansion_probability']:.0f}"}
+            "expansion_pct": "?" if row["expansion_probability"] is None
+            else f"{100 * row['expansion_probability']:.0f}"}
 
 
 def sort_riskiest(table: pd.DataFrame) -> pd.DataFrame:
@@ -181,6 +182,14 @@ def revenue_at_risk(bundle: Bundle, meta: dict[str, Any], churn: np.ndarray,
     return {"arr": arr, "arr_at_risk": churn * arr, "expected_expansion_arr": gained}
 
 
+def expansion_probability(bundle: Bundle, x: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """The expansion model's calibrated probability, or NaN (null in the score table) for
+    every row when the champion has none: a history without expansions has nothing to learn,
+    and "unknown" must not read as "will not expand"."""
+    model = bundle.models.get("expansion")
+    return model.probability(x) if model is not None else np.full(len(x), np.nan)
+
+
 def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
                         ) -> pd.DataFrame:
     """The score table without explanations: probabilities, tier, health score and segment.
@@ -190,7 +199,7 @@ def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
     new = explain.new_accounts(bundle, meta, len(x))
     churn = explain.churn_probability(bundle, x, new)
     return pd.DataFrame({**_headline(bundle, settings, meta, churn,
-                                     bundle.models["expansion"].probability(x), new),
+                                     expansion_probability(bundle, x), new),
                          **timing_columns(bundle, x, churn, meta),
                          "model_version": bundle.version})
 
@@ -238,7 +247,7 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
     changed since ``previous`` (the same accounts at the snapshot before, row for row)."""
     new = explain.new_accounts(bundle, rows.meta, len(rows))
     churn = explain.churn_explained(bundle, rows.x, new)
-    expansion = bundle.models["expansion"].probability(rows.x)
+    expansion = expansion_probability(bundle, rows.x)
     pillars = explain.pillar_points(bundle.space.features, churn.points)
     headline = _headline(bundle, settings, rows.meta, churn.probability, expansion, new)
     tiers = headline["tier"]
@@ -248,7 +257,8 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
     seen = coverage_columns(bundle.space.features, rows.values, rows.meta)
     for i in range(len(rows)):
         row = {"tier": tiers[i], "churn_probability": float(churn.probability[i]),
-               "expansion_probability": float(expansion[i]),
+               "expansion_probability": (None if np.isnan(expansion[i])
+                                         else float(expansion[i])),
                "days_to_renewal": renewal[i], "tenure_days": tenure[i]}
         facts = _facts(row, {p: float(pillars[p][i]) for p in PILLARS_ORDER},
                        frozenset(seen["pillars_without_data"][i].split(";")))

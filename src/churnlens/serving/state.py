@@ -65,7 +65,7 @@ class ScoreTable:
             "as_of": str(column["as_of"][row])[:10],
             "model_version": str(column["model_version"][row]),
             "churn_probability": float(column["churn_probability"][row]),
-            "expansion_probability": float(column["expansion_probability"][row]),
+            "expansion_probability": _number(column["expansion_probability"][row]),
             "tier": str(column["tier"][row]),
             "churn_model": str(column["churn_model"][row]) if "churn_model" in column
             else "full",
@@ -145,8 +145,10 @@ def revenue_of(ranking: pd.DataFrame, model: RevenueModel | None = None
     if "arr_at_risk" not in ranking:
         return None
     out: dict[str, Any] = {"accounts": len(ranking), "arr": float(np.nansum(ranking["arr"])),
-                           "arr_at_risk": float(np.nansum(ranking["arr_at_risk"]))}
-    if model is not None and "expected_expansion_arr" in ranking:
+                           "arr_at_risk": float(np.nansum(ranking["arr_at_risk"])),
+                           "expected_expansion_arr": None, "forecast": None}
+    if (model is not None and "expected_expansion_arr" in ranking
+            and ranking["expansion_probability"].notna().any()):
         out["expected_expansion_arr"] = float(np.nansum(ranking["expected_expansion_arr"]))
         predicted = forecast(ranking["arr"].to_numpy(float),
                              ranking["churn_probability"].to_numpy(float),

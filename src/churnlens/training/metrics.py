@@ -7,6 +7,7 @@ together), because one account's snapshots in consecutive months are not indepen
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
@@ -65,6 +66,56 @@ METRICS: dict[str, Metric] = {
     "roc_auc": roc_auc, "pr_auc": pr_auc, "brier": brier, "ece": ece,
     "top_decile_lift": top_decile_lift, "top_decile_recall": top_decile_recall,
 }
+
+
+METRIC_NAMES = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "brier": "Brier score",
+                "ece": "calibration error", "top_decile_lift": "top-10% lift",
+                "top_decile_recall": "top-10% recall"}
+NEEDS_POSITIVES = ("roc_auc", "pr_auc", "top_decile_lift", "top_decile_recall")
+"""Metrics that divide by, or rank, the positives: undefined without any."""
+
+
+def not_computable(figures: dict[str, Any], where: str, noun: str,
+                   metrics: tuple[str, ...] = tuple(METRICS)) -> dict[str, str]:
+    """Why each of ``metrics`` is NaN in ``figures`` (an :func:`evaluate` answer on the
+    snapshots ``where`` names, whose positives are ``noun``), as the end of a sentence:
+    "the validation slice has no churned accounts"."""
+    rows, positives = figures.get("rows") or 0, figures.get("positives") or 0
+    out = {}
+    for name in metrics:
+        value = figures.get(name)
+        if value is not None and np.isfinite(value):
+            continue
+        if not rows:
+            out[name] = f"{where} has no snapshots"
+        elif name in NEEDS_POSITIVES and not positives:
+            out[name] = f"{where} has no {noun}"
+        elif name == "roc_auc" and positives == rows:
+            out[name] = f"{where} has only {noun}"
+        else:
+            out[name] = f"it could not be computed on {where}"
+    return out
+
+
+def reportable(figures: dict[str, float], where: str, noun: str) -> dict[str, Any]:
+    """``figures`` as a report holds them: a metric that cannot be computed is None, and
+    ``not_computable`` says why (JSON has no NaN, and a reader deserves the reason)."""
+    reasons = not_computable(figures, where, noun)
+    out: dict[str, Any] = finite(figures)
+    if reasons:
+        out["not_computable"] = reasons
+    return out
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float, however deeply nested, replaced by None."""
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
 
 
 def evaluate(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None = None,

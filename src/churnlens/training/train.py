@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from churnlens.features.registry import REGISTRY
+from churnlens.features.snapshots import grid_dates
 from churnlens.features.store import SNAPSHOTS, read_manifest
 from churnlens.settings import Settings
 from churnlens.training import (
@@ -50,9 +51,22 @@ from churnlens.training.bundle import (
 )
 from churnlens.training.calibration import FITTERS, Calibrator
 from churnlens.training.matrix import FeatureSpace, feature_space, labels_of, load_snapshots
-from churnlens.training.metrics import brier, evaluate
+from churnlens.training.metrics import (
+    METRIC_NAMES,
+    brier,
+    evaluate,
+    finite,
+    not_computable,
+    reportable,
+)
 from churnlens.training.pyfunc import CalibratedModel, model_input
-from churnlens.training.splits import TimeSplit, split_dates
+from churnlens.training.splits import (
+    MIN_FIT_DATES,
+    MIN_LABELLED_DATES,
+    NotEnoughHistory,
+    TimeSplit,
+    choose_split,
+)
 
 
 @dataclass
@@ -104,6 +118,30 @@ def _calibrate(raw_cal: np.ndarray, y_cal: np.ndarray, raw_val: np.ndarray, y_va
         scores[kind] = brier(y_val, fitted[kind](raw_val))
     best = min(scores, key=lambda k: (scores[k], k))
     return fitted[best], scores
+
+
+NOUNS = {"churn": "churned accounts", "expansion": "expanding accounts"}
+"""What a positive label of each target is, as a sentence names it."""
+
+
+def unlearnable(target: str, parts: dict[str, pd.DataFrame]) -> str | None:
+    """Why ``target`` cannot be fitted, tuned and calibrated on these slices, or None.
+
+    Each of fit, tuning and calibration needs both outcomes: a history without a single
+    price rise has no expansion to learn, and that is a fact about the business, not an error.
+    """
+    label = LABEL_OF[target]
+    for name in ("fit", "tuning", "calibration"):
+        part = parts[name]
+        y = labels_of(part, label)
+        if 0 < y.sum() < len(y):
+            continue
+        dates = sorted(set(part["as_of"]))
+        where = (f"the {name} slice ({len(dates)} snapshot dates, {dates[0]} to {dates[-1]}, "
+                 f"{len(y):,} snapshots)" if dates else f"the {name} slice (no snapshots)")
+        kind = f"no {NOUNS[target]}" if not y.sum() else f"only {NOUNS[target]}"
+        return f"{where} has {kind}"
+    return None
 
 
 def fit_target(target: str, parts: dict[str, pd.DataFrame], space: FeatureSpace,
@@ -245,11 +283,13 @@ def evaluate_target(fit: TargetFit, val: pd.DataFrame, settings: Settings,
                     truth: pd.DataFrame | None) -> dict[str, Any]:
     y = labels_of(val, LABEL_OF[fit.target])
     accounts = val["account_id"].to_numpy()
+    where, noun = "the validation slice", NOUNS[fit.target]
     figures: dict[str, Any] = {
-        "validation": evaluate(y, fit.validation, accounts, settings.bootstrap, settings.seed),
-        "baseline": evaluate(y, fit.baseline_validation, accounts, settings.bootstrap,
-                             settings.seed),
-        "uncalibrated": evaluate(y, fit.raw_validation),
+        "validation": reportable(evaluate(y, fit.validation, accounts, settings.bootstrap,
+                                          settings.seed), where, noun),
+        "baseline": reportable(evaluate(y, fit.baseline_validation, accounts,
+                                        settings.bootstrap, settings.seed), where, noun),
+        "uncalibrated": reportable(evaluate(y, fit.raw_validation), where, noun),
         "segments": evaluation.by_segment(
             val, y, fit.validation,
             evaluation.segments(val, settings.high_touch_arr, settings.mid_touch_arr),
@@ -267,7 +307,10 @@ def evaluate_target(fit: TargetFit, val: pd.DataFrame, settings: Settings,
 
 def _gate(client: Any, settings: Settings, val: pd.DataFrame, fits: dict[str, TargetFit],
           space: FeatureSpace) -> tuple[bool, str, dict[str, Any]]:
-    """Promote only if no target is worse than its champion on these validation snapshots."""
+    """Promote only if no target is worse than its champion on these validation snapshots.
+
+    Only the models this run has are compared; a figure that cannot be computed on these
+    snapshots (AUC without both outcomes) cannot show a model is good, so it blocks."""
     import mlflow.pyfunc
 
     comparisons: dict[str, Any] = {}
@@ -275,11 +318,20 @@ def _gate(client: Any, settings: Settings, val: pd.DataFrame, fits: dict[str, Ta
     promote = True
     for target, fit in fits.items():
         name = tracking.registered_name(target, settings.horizon_days)
+        y = labels_of(val, LABEL_OF[target])
+        unknown = not_computable(evaluate(y, fit.validation), "the validation slice",
+                                 NOUNS[target], ("roc_auc", "brier"))
+        if unknown:
+            promote = False
+            reasons.append(f"{target}: " + "; ".join(
+                f"{METRIC_NAMES[k]} n/a, {why}" for k, why in unknown.items())
+                + " (a run is promoted only on figures it could compute; "
+                "`churnlens promote RUN_ID` promotes by hand)")
+            continue
         champion = tracking.champion_version(client, name)
         if champion is None:
-            reasons.append(f"{target}: no champion yet")
+            reasons.append(f"{target}: no champion yet, nothing to compare with")
             continue
-        y = labels_of(val, LABEL_OF[target])
         try:
             model = mlflow.pyfunc.load_model(f"models:/{name}@{tracking.CHAMPION}")
             columns = model.metadata.get_input_schema().input_names()
@@ -310,8 +362,59 @@ def _gate(client: Any, settings: Settings, val: pd.DataFrame, fits: dict[str, Ta
             reasons.append(f"{target}: not worse than champion v{champion.version} (AUC "
                            f"{ours['roc_auc']:.4f} vs {theirs['roc_auc']:.4f}, Brier "
                            f"{ours['brier']:.5f} vs {theirs['brier']:.5f})")
+    for target in TARGETS:
+        if target in fits:
+            continue
+        held = tracking.champion_version(client, tracking.registered_name(
+            target, settings.horizon_days))
+        if held is not None:
+            reasons.append(f"{target}: no model in this run, so not compared; promotion "
+                           f"retires champion v{held.version}")
     verdict = "promoted" if promote else "not promoted"
     return promote, f"{verdict}: " + "; ".join(reasons), comparisons
+
+
+def split_of(dates: list[date], settings: Settings, manifest: dict[str, Any] | None = None
+             ) -> TimeSplit:
+    """The run's slices from its labelled dates and the sizes the user gave, if any; below the
+    minimum the refusal says how many dates are missing and whether the weekly grid, on the
+    same history, would have enough (``manifest``: the feature store's)."""
+    try:
+        return choose_split(dates, fit=settings.fit_months, tuning=settings.tuning_months,
+                            calibration=settings.calibration_months,
+                            validation=settings.validation_months)
+    except NotEnoughHistory as error:
+        raise NotEnoughHistory(f"{error}{_grid_hint(manifest, settings)}") from None
+
+
+def _grid_hint(manifest: dict[str, Any] | None, settings: Settings) -> str:
+    """What would give more labelled dates: the weekly grid where it reaches the minimum."""
+    if manifest is None or not manifest.get("history_start") or not manifest.get("history_end"):
+        return ""
+    built = manifest.get("settings", {})
+    start = date.fromisoformat(str(manifest["history_start"]))
+    end = date.fromisoformat(str(manifest["history_end"]))
+    first = built.get("first_as_of")
+    horizon = timedelta(days=settings.horizon_days)
+    weekly = [d for d in grid_dates(start, end, "weekly",
+                                    date.fromisoformat(first) if first else None)
+              if d + horizon <= end]
+    needed = (settings.fit_months or MIN_FIT_DATES) + sum(
+        size or 1 for size in (settings.tuning_months, settings.calibration_months,
+                               settings.validation_months))
+    needed = max(needed, MIN_LABELLED_DATES)
+    if built.get("grid", "monthly") != "weekly" and len(weekly) >= needed:
+        return (f" On the weekly grid the same history ({start} to {end}) has {len(weekly)} "
+                "labelled dates: rebuild the snapshots with `churnlens features --grid weekly`, "
+                "then train again.")
+    given = any(size is not None for size in (settings.fit_months, settings.tuning_months,
+                                              settings.calibration_months,
+                                              settings.validation_months))
+    return (f" The history ({start} to {end}) is too short for a {settings.horizon_days}-day "
+            f"horizon on either grid (weekly: {len(weekly)} labelled dates): train on a longer "
+            "history, or rebuild the snapshots with a shorter --horizon-days"
+            + (", or give smaller slices (--fit-months, --tuning-months, --calibration-months, "
+               "--validation-months)." if given else "."))
 
 
 def _champion_input(val: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -344,8 +447,9 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
     manifest = _check_store(home.features, settings)
     frame, features = load_snapshots(home.features)
     labelled = frame[frame["labelled"].astype(bool)].reset_index(drop=True)
-    split = split_dates(sorted(set(labelled["as_of"])), settings.validation_months,
-                        settings.calibration_months, settings.tuning_months)
+    split = split_of(sorted(set(labelled["as_of"])), settings, manifest)
+    if progress:
+        progress(f"slices: {split.describe()}")
     parts = _slices(labelled, split)
     space = feature_space(pd.concat([parts["fit"], parts["tuning"]]), features)
     data_folder = Path(settings.data) if settings.data and "://" not in settings.data \
@@ -353,7 +457,17 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
     truth = evaluation.load_truth(data_folder)
 
     fits: dict[str, TargetFit] = {}
+    absent: dict[str, str] = {}
     for target in TARGETS:
+        reason = unlearnable(target, parts)
+        if reason and target == "churn":
+            raise ValueError(
+                f"no churn model can be trained: {reason}. Slices of other sizes "
+                "(--fit-months, --tuning-months, --calibration-months) or a longer history "
+                "may hold both outcomes.")
+        if reason:
+            absent[target] = f"no {target} model: {reason}"
+            continue
         if progress:
             progress(f"fitting {target}")
         fits[target] = fit_target(target, parts, space, settings)
@@ -371,6 +485,8 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "horizon_days": settings.horizon_days,
         "split": split.as_dict(),
+        "split_sizes": {"dates": split.sizes(), "chosen": list(split.chosen),
+                        "unused": len(split.unused), "summary": split.describe()},
         "snapshots": {name: len(part) for name, part in parts.items()},
         "accounts_in_validation_and_training": overlap,
         "split_note": (
@@ -378,6 +494,7 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
             "on fit + tuning, early stopping and leaves were chosen on tuning, the calibrator "
             f"was fitted on calibration. {overlap} validation accounts also appear in earlier "
             "slices, as expected: accounts recur month after month."),
+        "absent_models": absent,
         "features": list(features),
         "data_fingerprint": fingerprint,
         "git_commit": git_commit(),
@@ -396,11 +513,15 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         report["baselines"] = _peer_baselines(parts, settings, report["churn"]["validation"])
         report["hazard"] = evaluate_hazard(hazard_fit, parts, space,
                                            fits["churn"].validation, settings)
-        revenue = fit_revenue(frame, labelled, fits, space, settings)
+        revenue = (fit_revenue(frame, labelled, fits, space, settings)
+                   if "expansion" in fits else None)
         cold, report["cold_start"] = coldstart.fit_cold_start(
             parts, space, settings.seed, settings.cores, fits["churn"].model,
             settings.cold_start)
-        if revenue is not None:
+        if "expansion" not in fits:
+            report["revenue"] = {"skipped": "no revenue forecast without an expansion model "
+                                 "(net retention needs it)"}
+        elif revenue is not None:
             report["revenue"] = {"expansion_uplift": revenue.uplift(),
                                  "extra_sd": revenue.extra_sd,
                                  "outcomes": {o: len(v) for o, v in revenue.ratios.items()}}
@@ -412,8 +533,9 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         bundle_dir = write_bundle(
             workdir / "bundle", version=f"run-{run_id[:8]}", space=space,
             models={t: f.model for t, f in fits.items()},
-            metrics={t: report[t]["validation"] for t in TARGETS},
+            metrics={t: report[t]["validation"] for t in fits},
             info={"run_id": run_id, "horizon_days": settings.horizon_days,
+                  "absent_models": absent,
                   "trained_at": report["created_at"], "split": split.as_dict(),
                   "data_fingerprint": fingerprint,
                   "features_settings": manifest["settings"]},
@@ -432,19 +554,21 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         mlflow.set_tag("beats_baselines", "unknown" if beats is None else str(beats).lower())
         mlflow.set_tags({"data_fingerprint": fingerprint, "git_commit": report["git_commit"],
                          "promoted": str(promoted).lower(), "promotion_reason": reason,
-                         "promotion": "automatic"})
+                         "promotion": "automatic", "models": ",".join(fits),
+                         **{f"{t}_model": why for t, why in absent.items()}})
         (workdir / "features.json").write_text(json.dumps(
             {n: {"pillar": REGISTRY[n].pillar, "unit": REGISTRY[n].unit,
                  "description": REGISTRY[n].description} for n in features}, indent=2))
         for path in plot_files:
             mlflow.log_artifact(str(path), artifact_path="plots")
         mlflow.log_artifact(str(workdir / "features.json"))
-        (workdir / "segments.json").write_text(json.dumps(report["segments"], indent=2))
+        (workdir / "segments.json").write_text(json.dumps(finite(report["segments"]),
+                                                           indent=2))
         mlflow.log_artifact(str(workdir / "segments.json"))
         mlflow.log_artifacts(str(bundle_dir), artifact_path="bundle")
         example = model_input(val.head(5), space)
         versions = {}
-        for target in TARGETS:
+        for target in fits:
             name = tracking.registered_name(target, settings.horizon_days)
             info = mlflow.pyfunc.log_model(
                 name=f"{target}_model", python_model=CalibratedModel(target),
@@ -455,13 +579,14 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         report["registered_versions"] = versions
         report["seconds"] = time.perf_counter() - started
         path = workdir / "report.json"
-        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        path.write_text(json.dumps(finite(report), indent=2, default=str) + "\n")
         mlflow.log_artifact(str(path))
 
     exported = None
     if promoted:
         exported = set_champion(client, settings, run_id, versions, bundle_dir)
         report["bundle"] = str(exported)
+    report = finite(report)  # JSON has no NaN: a figure that could not be computed is null
     latest = home.reports / "train.json"
     staged = latest.with_name(f".{latest.name}.tmp")  # a crash leaves the last whole report
     staged.write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -490,9 +615,13 @@ def set_champion(client: Any, settings: Settings, run_id: str, versions: dict[st
                  bundle_dir: Path) -> Path:
     """Export the run's bundle to HOME/models/v<N>/, then move the champion alias to it."""
     target_dir = export_bundle(bundle_dir, settings.layout.models, versions)
-    for target, version in versions.items():
-        client.set_registered_model_alias(
-            tracking.registered_name(target, settings.horizon_days), tracking.CHAMPION, version)
+    for target in TARGETS:
+        name = tracking.registered_name(target, settings.horizon_days)
+        if target in versions:
+            client.set_registered_model_alias(name, tracking.CHAMPION, versions[target])
+        elif tracking.champion_version(client, name) is not None:
+            # the run has no such model: the last one must not stay champion beside it
+            client.delete_registered_model_alias(name, tracking.CHAMPION)
     point_champion(settings.layout.models, target_dir.name)
     return target_dir
 
@@ -502,7 +631,7 @@ def registry_champion_versions(client: Any, settings: Settings) -> dict[str, Any
     held = {t: tracking.champion_version(client, tracking.registered_name(
         t, settings.horizon_days)) for t in TARGETS}
     found = {t: v for t, v in held.items() if v is not None}
-    if len(found) < len(TARGETS):
+    if "churn" not in found:  # the churn model is always trained; expansion may be absent
         return None
     runs = {v.run_id for v in found.values()}
     if len(runs) > 1:
@@ -542,9 +671,12 @@ def promote(settings: Settings, run_id: str) -> dict[str, Any]:
     versions = {}
     for target in TARGETS:
         name = tracking.registered_name(target, horizon)
-        if name not in found:
-            raise LookupError(f"run {run_id} registered no {name} model; nothing to promote")
-        versions[target] = str(found[name].version)
+        if name in found:
+            versions[target] = str(found[name].version)
+    if "churn" not in versions:
+        raise LookupError(f"run {run_id} registered no "
+                          f"{tracking.registered_name('churn', horizon)} model; nothing to "
+                          "promote")
     with tempfile.TemporaryDirectory() as tmp:
         bundle_dir = tracking.download_bundle(client, run_id, Path(tmp))
         exported = set_champion(client, scoped, run_id, versions, bundle_dir)
@@ -558,9 +690,9 @@ def promote(settings: Settings, run_id: str) -> dict[str, Any]:
 def _params(settings: Settings, fits: dict[str, TargetFit], split: TimeSplit,
             features: tuple[str, ...]) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "horizon_days": settings.horizon_days, "validation_months": settings.validation_months,
-        "calibration_months": settings.calibration_months,
-        "tuning_months": settings.tuning_months, "seed": settings.seed,
+        "horizon_days": settings.horizon_days, "seed": settings.seed,
+        **{f"{name}_months": size for name, size in split.sizes().items()},
+        "slices_chosen": ",".join(split.chosen) or "none", "unused_months": len(split.unused),
         "features": len(features), "validation_dates": ",".join(
             d.isoformat() for d in split.validation)}
     for target, fit in fits.items():
@@ -575,6 +707,8 @@ def _params(settings: Settings, fits: dict[str, TargetFit], split: TimeSplit,
 def _flat_metrics(report: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for target in TARGETS:
+        if target not in report:  # no model of this target (``absent_models``)
+            continue
         for section in ("validation", "baseline"):
             for key, value in report[target][section].items():
                 if isinstance(value, float) and np.isfinite(value):
