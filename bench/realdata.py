@@ -184,7 +184,8 @@ def run_cut(work: Path, cut: str) -> dict[str, float]:
         mean = f"{s.mean():.1%}" if name != "recency" else "-"
         print(f"  {name:<18} {aucs[name]:>8.3f} ({ci[name][0]:.3f}-{ci[name][1]:.3f})"
               f" {average_precision_score(y, s):>8.3f} {mean:>15}")
-    print(f"  observed churn {y.mean():.1%}; churnlens - {best}: {aucs['churnlens'] - aucs[best]:+.3f}"
+    gap = aucs["churnlens"] - aucs[best]
+    print(f"  observed churn {y.mean():.1%}; churnlens - {best}: {gap:+.3f}"
           f" (paired 95% CI {diff[0]:+.3f} to {diff[1]:+.3f})")
     verdict = ("above the best peer" if diff[0] > 0 else "at or above the best peer"
                if aucs["churnlens"] >= aucs[best] else "BELOW the best peer")

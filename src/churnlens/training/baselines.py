@@ -68,8 +68,8 @@ def _design(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
 
 def _available(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[str, ...]:
     """The columns the snapshots hold with some value (a missing money event drops the M)."""
-    return tuple(c for c in columns if c == "log_recency" and RECENCY in frame
-                 or c in frame and frame[c].notna().any())
+    return tuple(c for c in columns if (c == "log_recency" and RECENCY in frame)
+                 or (c in frame and frame[c].notna().any()))
 
 
 def _judged(key: str, name: str, y: np.ndarray, scores: np.ndarray,
