@@ -104,7 +104,7 @@ def fit_peers(train: pd.DataFrame, y_train: np.ndarray, validation: pd.DataFrame
     trees = _available(train, TREE_COLUMNS)
     booster = lgb.LGBMClassifier(**TREE_PARAMS, random_state=seed, n_jobs=threads)
     booster.fit(_design(train, trees), y_train)
-    scores = booster.predict_proba(_design(validation, trees))[:, 1]
+    scores = np.asarray(booster.predict_proba(_design(validation, trees)))[:, 1]
     peers.append(_judged("rfm_lightgbm", f"{suffix} LightGBM", y_validation, scores, trees))
     return peers
 
