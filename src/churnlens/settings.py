@@ -95,10 +95,20 @@ class Settings(BaseSettings):
         "also works.")
 
     # scoring and serving
-    tier_high: float = Field(0.25, gt=0, le=1, description="Churn probability from which an "
-                             "account is high risk.")
-    tier_medium: float = Field(0.10, gt=0, le=1, description="Churn probability from which an "
-                               "account is medium risk.")
+    tier_rule: Literal["relative", "absolute"] = Field(
+        "relative", description="relative: tiers against the churn rate the model was "
+        "validated on (frozen with it), so they mean the same at a 5% and a 50% base rate; "
+        "absolute: the fixed probabilities tier_high and tier_medium.")
+    tier_high_odds: float = Field(
+        3.0, gt=1, description="relative tiers: high risk from churn odds this many times the "
+        "base rate's odds (at a 8% base rate, about 21%; at 49%, about 74%).")
+    tier_medium_odds: float = Field(
+        1.0, gt=0, description="relative tiers: medium risk from churn odds this many times the "
+        "base rate's odds (1: more at risk than the average account).")
+    tier_high: float = Field(0.25, gt=0, le=1, description="absolute tiers: churn probability "
+                             "from which an account is high risk.")
+    tier_medium: float = Field(0.10, gt=0, le=1, description="absolute tiers: churn probability "
+                               "from which an account is medium risk.")
     playbooks: Path | None = Field(None, description="YAML playbook rules replacing the shipped "
                                    "ones.")
     champion_source: Literal["models", "mlflow"] = Field(

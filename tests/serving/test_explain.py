@@ -103,3 +103,19 @@ def test_serve_refuses_a_bad_playbook_file_saying_why(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Cannot serve" in result.stderr and "rules.yaml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_relative_tiers_mean_the_same_at_any_base_rate() -> None:
+    """High risk is three times the base rate's odds: about 21% at an 8% base rate and 74%
+    at 49%, where a fixed 25% would put most accounts in the high tier."""
+    from churnlens.serving.explain import tier_thresholds
+
+    high, medium = tier_thresholds("relative", 0.08, 3.0, 1.0, 0.25, 0.10)
+    assert abs(high - 0.2069) < 1e-3 and abs(medium - 0.08) < 1e-9
+    high, medium = tier_thresholds("relative", 0.49, 3.0, 1.0, 0.25, 0.10)
+    assert abs(high - 0.7426) < 1e-3 and abs(medium - 0.49) < 1e-9
+    rng = np.random.default_rng(0)
+    churn = np.clip(rng.normal(0.49, 0.2, 10_000), 0, 1)
+    assert (tier(churn, high, medium) == "high").mean() < 0.15
+    assert (tier(churn, 0.25, 0.10) == "high").mean() > 0.85  # the fixed thresholds
+    assert tier_thresholds("absolute", 0.49, 3.0, 1.0, 0.25, 0.10) == (0.25, 0.10)

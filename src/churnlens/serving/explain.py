@@ -140,6 +140,25 @@ def pillar_points(features: tuple[str, ...], points: np.ndarray) -> dict[str, np
     return {pillar: points[:, pillars == pillar].sum(axis=1) for pillar in PILLARS_ORDER}
 
 
+def probability_at_odds(base_rate: float, odds_ratio: float) -> float:
+    """The probability whose odds are ``odds_ratio`` times those of ``base_rate``.
+
+    Tiers are set on the odds scale because it stays inside (0, 1) at any base rate: "three
+    times the risk" of a 49% base rate is not a probability, three times its odds is 74%."""
+    base = min(max(base_rate, 1e-6), 1 - 1e-6)
+    odds = odds_ratio * base / (1.0 - base)
+    return odds / (1.0 + odds)
+
+
+def tier_thresholds(rule: str, base_rate: float, high_odds: float, medium_odds: float,
+                    high: float, medium: float) -> tuple[float, float]:
+    """(high, medium) churn probabilities from which an account is in that tier."""
+    if rule == "absolute":
+        return high, medium
+    return (probability_at_odds(base_rate, high_odds),
+            probability_at_odds(base_rate, medium_odds))
+
+
 def tier(churn_probability: np.ndarray, high: float, medium: float) -> np.ndarray:
     return np.where(churn_probability >= high, "high",
                     np.where(churn_probability >= medium, "medium", "low"))

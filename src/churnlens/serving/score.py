@@ -149,6 +149,14 @@ def average_rate(bundle: Bundle) -> float:
     return float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
 
 
+def tiers_of(bundle: Bundle, settings: Settings) -> tuple[float, float]:
+    """The (high, medium) tier thresholds for this model: relative to its base rate unless
+    the settings fix them (``tier_rule``)."""
+    return explain.tier_thresholds(settings.tier_rule, average_rate(bundle),
+                                   settings.tier_high_odds, settings.tier_medium_odds,
+                                   settings.tier_high, settings.tier_medium)
+
+
 def _headline(bundle: Bundle, settings: Settings, meta: dict[str, Any],
               churn: np.ndarray, expansion: np.ndarray, new: np.ndarray) -> dict[str, Any]:
     """The columns every score table starts with, explained or not."""
@@ -158,7 +166,7 @@ def _headline(bundle: Bundle, settings: Settings, meta: dict[str, Any],
         "as_of": np.asarray(meta["as_of"]),
         "churn_probability": churn,
         "expansion_probability": expansion,
-        "tier": explain.tier(churn, settings.tier_high, settings.tier_medium),
+        "tier": explain.tier(churn, *tiers_of(bundle, settings)),
         "health_score": explain.health_score(churn, average),
         "segment": touch_segment(pd.Series(meta["mrr"]), settings.high_touch_arr,
                                  settings.mid_touch_arr).to_numpy()
