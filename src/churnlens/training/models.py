@@ -121,6 +121,24 @@ def predict_lightgbm(booster: lgb.Booster, x: pd.DataFrame) -> np.ndarray:
     return np.asarray(booster.predict(x), dtype=float)
 
 
+def out_of_fold(x: pd.DataFrame, y: np.ndarray, accounts: np.ndarray, candidate: Candidate,
+                folds: int, seed: int) -> np.ndarray:
+    """Each row's score from a model that never saw its account (``folds`` folds of accounts,
+    so an account's other months cannot vouch for it): scores as honest as a new month's."""
+    names = np.unique(accounts)
+    fold_of = dict(zip(names, np.random.default_rng(seed).permutation(len(names)) % folds,
+                       strict=True))
+    fold = np.array([fold_of[a] for a in accounts])
+    scores = np.empty(len(y), dtype=float)
+    for k in range(folds):
+        held = fold == k
+        if not held.any():
+            continue
+        model = fit_lightgbm(x[~held], y[~held], candidate)
+        scores[held] = predict_lightgbm(model, x[held])
+    return scores
+
+
 def _signed_log(values: np.ndarray) -> np.ndarray:
     return np.sign(values) * np.log1p(np.abs(values))
 

@@ -108,9 +108,21 @@ def _slices(frame: pd.DataFrame, split: TimeSplit) -> dict[str, pd.DataFrame]:
     return out
 
 
+CALIBRATION_FOLDS = 3
+"""The model's calibrator is fitted on out-of-fold predictions over every snapshot before
+validation (folds of accounts), and the model itself on all of those snapshots, as
+scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` does. A calibrator fitted on the few
+dates just before validation carries whatever those months were: on Online Retail II (cut
+2011-09-01) they were the three months after Christmas, churn 58-71% against 53% in
+validation, and mean predicted churn came out 21% above observed; fitted over every earlier
+date, 5% above. On a generated company (3,000 accounts, 36 months, seed 21), 5% below against
+6% below. Every season and every month of a trend weigh in by their snapshots."""
+
+
 def _calibrate(raw_cal: np.ndarray, y_cal: np.ndarray, raw_val: np.ndarray, y_val: np.ndarray
                ) -> tuple[Calibrator, dict[str, float]]:
-    """Fit every calibrator kind on the calibration slice; keep the best on validation Brier."""
+    """Fit every calibrator kind on out-of-fold scores (or, for the logistic baseline, the
+    calibration slice); keep the best on validation Brier."""
     scores: dict[str, float] = {}
     fitted: dict[str, Calibrator] = {}
     for kind, fit in FITTERS.items():
@@ -173,11 +185,16 @@ def fit_target(target: str, parts: dict[str, pd.DataFrame], space: FeatureSpace,
     lap("search")
     train_x = pd.concat([x["fit"], x["tuning"]])
     train_y = np.concatenate([y["fit"], y["tuning"]])
-    booster = models.fit_lightgbm(train_x, train_y, search.chosen)
+    before = ("fit", "tuning", "calibration")
+    prior_x = pd.concat([x[name] for name in before])
+    prior_y = np.concatenate([y[name] for name in before])
+    booster = models.fit_lightgbm(prior_x, prior_y, search.chosen)
     lap("fit")
-    raw_cal = models.predict_lightgbm(booster, x["calibration"])
+    prior_accounts = pd.concat([parts[name]["account_id"] for name in before]).to_numpy()
+    raw_prior = models.out_of_fold(prior_x, prior_y, prior_accounts, search.chosen,
+                                   CALIBRATION_FOLDS, settings.seed)
     raw_val = models.predict_lightgbm(booster, x["validation"])
-    calibrator, scores = _calibrate(raw_cal, y["calibration"], raw_val, y["validation"])
+    calibrator, scores = _calibrate(raw_prior, prior_y, raw_val, y["validation"])
     lap("calibrate")
 
     baseline = models.fit_baseline(train_x, train_y, settings.seed)
@@ -490,9 +507,11 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         "snapshots": {name: len(part) for name, part in parts.items()},
         "accounts_in_validation_and_training": overlap,
         "split_note": (
-            "Out of time: validation holds the latest labelled snapshot dates; the model trained "
-            "on fit + tuning, early stopping and leaves were chosen on tuning, the calibrator "
-            f"was fitted on calibration. {overlap} validation accounts also appear in earlier "
+            "Out of time: validation holds the latest labelled snapshot dates; leaves and "
+            "early stopping were chosen on tuning (a model fitted on fit), then the model was "
+            "fitted on fit + tuning + calibration and its calibrator on out-of-fold scores of "
+            f"those snapshots (3 folds of accounts). {overlap} validation accounts also appear "
+            "in earlier "
             "slices, as expected: accounts recur month after month."),
         "absent_models": absent,
         "features": list(features),
