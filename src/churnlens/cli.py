@@ -133,6 +133,15 @@ def print_report(report: ValidationReport) -> None:
             issues.add_row(issue.table, issue.column, issue.rule, f"{issue.rows:,}",
                            issue.message, examples)
         console.print(issues)
+    if report.warnings:
+        warned = Table(title="Warnings (rows loaded)")
+        for column in ("table", "column", "rows", "what", "examples"):
+            warned.add_column(column)
+        for warning in report.warnings:
+            examples = "; ".join(json.dumps(e, default=str)[:120] for e in warning.examples[:2])
+            warned.add_row(warning.table, warning.column, f"{warning.rows:,}", warning.message,
+                           examples)
+        console.print(warned)
 
 
 def load_or_exit(settings: Settings, required: tuple[str, ...] | None = None):  # type: ignore[no-untyped-def]

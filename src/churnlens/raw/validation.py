@@ -28,6 +28,7 @@ from pandera.errors import SchemaError, SchemaErrors
 
 from churnlens.raw.contract import CONTRACT, ColumnSpec, TableContract
 from churnlens.raw.loader import RawSource, read_error
+from churnlens.spreadsheet import FORMULA_PREFIXES
 
 RAW_PREFIX = "__raw_"
 EXAMPLES = 5
@@ -49,6 +50,14 @@ RULE_TEXT = {
     "overlapping_subscription": "starts before the account's previous subscription ended",
 }
 """Every rule the validator applies, with the wording its messages use."""
+
+FORMULA_TEXT = ("text starts with =, +, -, @, a tab or a carriage return: a spreadsheet would run "
+                "it as a formula. The rows are loaded; churnlens' CSV files write such cells "
+                "with a leading '")
+SPREADSHEET_COLUMNS = {"accounts": ("account_id", "name", "industry", "region", "csm")}
+"""Text that reaches the score table's CSV and the pages: the account's id and descriptions.
+A value a spreadsheet would run as a formula is warned about, not refused: it may be a real
+id, and every CSV churnlens writes neutralises it (``churnlens.spreadsheet``)."""
 
 
 class ContractError(ValueError):
@@ -87,6 +96,8 @@ class TableReport:
     defaulted_columns: list[str] = field(default_factory=list)
     quarantine_file: str | None = None
     issues: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    """Loaded rows worth a look (text a spreadsheet would run): never quarantined."""
 
 
 @dataclass
@@ -98,6 +109,10 @@ class ValidationReport:
     @property
     def issues(self) -> list[Issue]:
         return [issue for report in self.tables.values() for issue in report.issues]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [warning for report in self.tables.values() for warning in report.warnings]
 
     @property
     def ok(self) -> bool:
@@ -167,6 +182,7 @@ def validate_history(source: RawSource, *, now: datetime, strict: bool = False,
         with _reading(source, name):
             flagged, rules = _flag_rows(contract, raw, now, clean.get("accounts"), table_report)
             _count(flagged, rules, table_report, name)
+            _warn_formulas(flagged, contract, table_report)
             checked[name] = (flagged, rules, contract)
             if name in STREAMED_TABLES and table_report.rows_quarantined == 0:
                 # every row passed: later scans need not re-run the checks (at 100 million
@@ -367,6 +383,28 @@ def _count(flagged: ir.Table, rules: list[_Rule], report: TableReport, table: st
             table=table, rule=rule.name, column=rule.column, rows=rows, message=rule.message,
             examples=[{k: _jsonable(v) for k, v in row.items()}
                       for row in sample.to_dict(orient="records")]))
+
+
+def _warn_formulas(flagged: ir.Table, contract: TableContract, report: TableReport) -> None:
+    """Warn about loaded text cells a spreadsheet would run as formulas (one pass, then a few
+    examples of each column that has any)."""
+    columns = [c for c in SPREADSHEET_COLUMNS.get(contract.name, ())
+               if contract.column(c).dtype == "string"]
+    if not columns or report.rows_loaded == 0:
+        return
+    loaded = flagged.filter(flagged._reason.isnull())
+    starts = {c: loaded[c].substr(0, 1).isin(FORMULA_PREFIXES).fill_null(False)  # type: ignore[attr-defined]
+              for c in columns}
+    counts = loaded.aggregate(**{c: starts[c].sum() for c in columns}).execute().iloc[0]
+    for column in columns:
+        rows = int(counts[column] or 0)
+        if rows == 0:
+            continue
+        sample = loaded.filter(starts[column]).select(column).limit(EXAMPLES).execute()
+        report.warnings.append(Issue(
+            table=contract.name, rule="formula_text", column=column, rows=rows,
+            message=FORMULA_TEXT,
+            examples=[{column: _jsonable(v)} for v in sample[column]]))
 
 
 def _jsonable(value: Any) -> Any:

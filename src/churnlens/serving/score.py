@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from churnlens.features.registry import PILLARS_ORDER
@@ -37,6 +36,7 @@ from churnlens.serving.coverage import coverage_columns
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.timing import BY_MONTH, timing_columns
 from churnlens.settings import Settings
+from churnlens.spreadsheet import write_csv
 from churnlens.training.bundle import Bundle, BundleError, latest_bundle, load_bundle
 from churnlens.training.coldstart import COLD, FULL
 from churnlens.training.drift import DRIFT_PSI, feature_psi
@@ -368,12 +368,13 @@ def drift_state(bundle: Bundle, frame: pd.DataFrame, threshold: float = DRIFT_PS
 
 def write_table(table: pd.DataFrame, folder: Path, as_of: date) -> tuple[Path, Path]:
     """Parquet and CSV, each written beside its final name and renamed into place (Arrow's
-    writers: pandas' CSV writer alone took longer than scoring without explanations)."""
+    writers: pandas' CSV writer alone took longer than scoring without explanations). The CSV,
+    which people open in spreadsheets, has its text cells neutralised against formulas."""
     folder.mkdir(parents=True, exist_ok=True)
     parquet, csv = folder / f"{as_of.isoformat()}.parquet", folder / f"{as_of.isoformat()}.csv"
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     for path, write in ((parquet, lambda p: pq.write_table(arrow, p)),
-                        (csv, lambda p: pa_csv.write_csv(arrow, p))):
+                        (csv, lambda p: write_csv(arrow, p))):
         tmp = path.with_name(f".{path.name}.tmp")
         write(tmp)
         os.replace(tmp, path)

@@ -127,6 +127,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def manifest_digest(folder: Path) -> str:
+    """SHA-256 of a bundle's manifest: the one number that vouches for every file of the bundle
+    (the manifest holds theirs), kept in MLflow's registry apart from the artifact store."""
+    return _sha256(folder / MANIFEST)
+
+
 def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
                  models: dict[str, TargetModel], metrics: dict[str, Any],
                  info: dict[str, Any], reference: dict[str, Any] | None = None,

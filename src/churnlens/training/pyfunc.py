@@ -3,6 +3,10 @@
 Registered in MLflow's model registry, so ``mlflow models serve`` or
 ``mlflow.pyfunc.load_model("models:/churnlens_churn_90d@champion")`` give the same numbers as
 churnlens' own serving: both read the same bundle.
+
+MLflow stores this wrapper as a pickle (``python_model.pkl``), and loading it runs whatever code
+the artifact store holds. churnlens itself never loads it: the champion gate, serving and
+``churnlens promote`` read the bundle's files (LightGBM text, JSON) and verify their checksums.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ from typing import Any
 from churnlens.home import Home
 
 CHAMPION = "champion"
+BUNDLE_DIGEST = "bundle_manifest_sha256"
+"""Model version tag: the SHA-256 of the run's bundle manifest as it was promoted. It lives in
+the registry (the tracking database), not in the artifact store beside the files it vouches for,
+so a bundle replaced in the store alone is refused."""
 
 
 def tracking_uri(home: Home, configured: str | None) -> str:

@@ -43,9 +43,12 @@ from churnlens.training.bundle import (
     LABEL_OF,
     MANIFEST,
     TARGETS,
+    Bundle,
     BundleError,
     TargetModel,
+    latest_bundle,
     load_bundle,
+    manifest_digest,
     point_champion,
     write_bundle,
 )
@@ -327,36 +330,44 @@ def _gate(client: Any, settings: Settings, val: pd.DataFrame, fits: dict[str, Ta
     """Promote only if no target is worse than its champion on these validation snapshots.
 
     Only the models this run has are compared; a figure that cannot be computed on these
-    snapshots (AUC without both outcomes) cannot show a model is good, so it blocks."""
-    import mlflow.pyfunc
+    snapshots (AUC without both outcomes) cannot show a model is good, so it blocks.
 
-    comparisons: dict[str, Any] = {}
+    The champion scores them from its checksummed bundle, calibrator included (LightGBM's bare
+    scores would be compared uncalibrated); never from the pickled MLflow model, which would
+    run whatever code the artifact store holds."""
     reasons = []
-    promote = True
+    labels = {target: labels_of(val, LABEL_OF[target]) for target in fits}
     for target, fit in fits.items():
-        name = tracking.registered_name(target, settings.horizon_days)
-        y = labels_of(val, LABEL_OF[target])
-        unknown = not_computable(evaluate(y, fit.validation), "the validation slice",
+        unknown = not_computable(evaluate(labels[target], fit.validation), "the validation slice",
                                  NOUNS[target], ("roc_auc", "brier"))
         if unknown:
-            promote = False
             reasons.append(f"{target}: " + "; ".join(
                 f"{METRIC_NAMES[k]} n/a, {why}" for k, why in unknown.items())
                 + " (a run is promoted only on figures it could compute; "
                 "`churnlens promote RUN_ID` promotes by hand)")
-            continue
-        champion = tracking.champion_version(client, name)
+    if reasons:
+        return False, "not promoted: " + "; ".join(reasons), {}
+    champions = {target: tracking.champion_version(
+        client, tracking.registered_name(target, settings.horizon_days)) for target in fits}
+    if all(champion is None for champion in champions.values()):
+        return True, "promoted: no champion yet (first run)", {}
+    comparisons: dict[str, Any] = {}
+    promote = True
+    bundles: dict[str, Bundle] = {}
+    for target, fit in fits.items():
+        champion, y = champions[target], labels[target]
         if champion is None:
             reasons.append(f"{target}: no champion yet, nothing to compare with")
             continue
         try:
-            model = mlflow.pyfunc.load_model(f"models:/{name}@{tracking.CHAMPION}")
-            columns = model.metadata.get_input_schema().input_names()
-            current = np.asarray(model.predict(_champion_input(val, columns)), dtype=float)
-        except Exception as error:  # a champion that cannot score these rows cannot be compared
-            promote = False
-            reasons.append(f"{target}: champion v{champion.version} could not score these "
-                           f"validation snapshots ({error}); use `churnlens promote` to "
+            if champion.run_id not in bundles:
+                bundles[champion.run_id] = champion_bundle(client, settings, champion)
+            bundle = bundles[champion.run_id]
+            current = bundle.models[target].probability(_champion_input(val, bundle.space))
+        except Exception as error:  # a champion that cannot be read or cannot score these
+            promote = False         # rows cannot be compared: say why, promote nothing
+            reasons.append(f"{target}: champion v{champion.version} could not be compared on "
+                           f"these validation snapshots ({error}); use `churnlens promote` to "
                            "replace it by hand")
             continue
         ours, theirs = evaluate(y, fit.validation), evaluate(y, current)
@@ -434,13 +445,61 @@ def _grid_hint(manifest: dict[str, Any] | None, settings: Settings) -> str:
                "--validation-months)." if given else "."))
 
 
-def _champion_input(val: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    missing = [c for c in columns if c not in val.columns]
+def _champion_input(val: pd.DataFrame, space: FeatureSpace) -> pd.DataFrame:
+    """The validation snapshots as the champion's model reads them; a champion trained on
+    features these snapshots lack cannot be compared on them."""
+    missing = [name for name in space.features if name not in val.columns]
     if missing:
         raise KeyError(f"these snapshots lack the champion's features {missing[:5]}")
-    textual: dict[str, list[str]] = {c: [] for c in columns
-               if val[c].dtype == object or str(val[c].dtype).startswith(("string", "str"))}
-    return model_input(val, FeatureSpace(features=tuple(columns), categories=textual))
+    return space.matrix(val)
+
+
+def champion_bundle(client: Any, settings: Settings, champion: Any) -> Bundle:
+    """The bundle of a registered champion version, loaded and verified; never its pickle.
+
+    The export under HOME/models is read when one holds the champion's run (its manifest's
+    checksums are kept on this machine); otherwise the run's bundle files are fetched from the
+    artifact store into a temporary folder and trusted only after their manifest matches the
+    digest the registry keeps (:func:`fetch_bundle`).
+    """
+    exported = _exported_bundle(settings.layout.models, champion.run_id)
+    if exported is not None:
+        return load_bundle(exported)
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_bundle(fetch_bundle(client, champion.run_id, [champion], Path(tmp)))
+
+
+def _exported_bundle(models_root: Path, run_id: str) -> Path | None:
+    """The folder under HOME/models holding ``run_id``'s export, the champion's first."""
+    pointed = latest_bundle(models_root)
+    folders = [pointed] if pointed is not None else []
+    if models_root.is_dir():
+        folders += sorted(path for path in models_root.glob("v*") if path.is_dir())
+    for folder in folders:
+        try:
+            if json.loads((folder / MANIFEST).read_text()).get("run_id") == run_id:
+                return folder
+        except (OSError, json.JSONDecodeError):
+            continue  # not a bundle, or a broken one: not the champion's export
+    return None
+
+
+def fetch_bundle(client: Any, run_id: str, versions: list[Any], into: Path) -> Path:
+    """Download ``run_id``'s bundle files (no pickled model) and check their manifest against
+    the digest each registered version keeps; the files themselves are checked against the
+    manifest when the bundle is loaded. Versions promoted before the digest was kept carry
+    none: their bundle is checked against its own manifest only."""
+    folder = tracking.download_bundle(client, run_id, into)
+    found = manifest_digest(folder) if (folder / MANIFEST).is_file() else None
+    for version in versions:
+        kept = (getattr(version, "tags", None) or {}).get(tracking.BUNDLE_DIGEST)
+        if kept is not None and kept != found:
+            raise BundleError(
+                f"the bundle of run {run_id} in the MLflow artifact store does not match the "
+                f"digest the registry keeps for {version.name} v{version.version} (expected "
+                f"{kept[:12]}..., found {str(found)[:12]}...): it was changed after it was "
+                "promoted. Promote a run again with `churnlens promote RUN_ID`.")
+    return folder
 
 
 def _peer_baselines(parts: dict[str, pd.DataFrame], settings: Settings,
@@ -632,11 +691,15 @@ def export_bundle(bundle_dir: Path, models_root: Path, versions: dict[str, str])
 
 def set_champion(client: Any, settings: Settings, run_id: str, versions: dict[str, str],
                  bundle_dir: Path) -> Path:
-    """Export the run's bundle to HOME/models/v<N>/, then move the champion alias to it."""
+    """Export the run's bundle to HOME/models/v<N>/, then move the champion alias to it, its
+    versions tagged with the digest of the bundle's manifest as it lies in the artifact store
+    (``tracking.BUNDLE_DIGEST``), which a machine fetching the champion checks."""
     target_dir = export_bundle(bundle_dir, settings.layout.models, versions)
+    digest = manifest_digest(bundle_dir)
     for target in TARGETS:
         name = tracking.registered_name(target, settings.horizon_days)
         if target in versions:
+            client.set_model_version_tag(name, versions[target], tracking.BUNDLE_DIGEST, digest)
             client.set_registered_model_alias(name, tracking.CHAMPION, versions[target])
         elif tracking.champion_version(client, name) is not None:
             # the run has no such model: the last one must not stay champion beside it
@@ -672,7 +735,7 @@ def registry_champion(settings: Settings) -> Path | None:
             "registered_versions") == versions:
         return folder
     with tempfile.TemporaryDirectory() as tmp:
-        bundle_dir = tracking.download_bundle(client, found["churn"].run_id, Path(tmp))
+        bundle_dir = fetch_bundle(client, found["churn"].run_id, list(found.values()), Path(tmp))
         return export_bundle(bundle_dir, settings.layout.models, versions)
 
 
@@ -697,7 +760,8 @@ def promote(settings: Settings, run_id: str) -> dict[str, Any]:
                           f"{tracking.registered_name('churn', horizon)} model; nothing to "
                           "promote")
     with tempfile.TemporaryDirectory() as tmp:
-        bundle_dir = tracking.download_bundle(client, run_id, Path(tmp))
+        bundle_dir = fetch_bundle(client, run_id, [found[tracking.registered_name(t, horizon)]
+                                                   for t in TARGETS], Path(tmp))
         exported = set_champion(client, scoped, run_id, versions, bundle_dir)
     reason = f"promoted by hand at {datetime.now(UTC).isoformat(timespec='seconds')}"
     client.set_tag(run_id, "promoted", "true")
