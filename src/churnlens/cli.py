@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -207,7 +208,7 @@ def print_feature_report(report: dict) -> None:  # type: ignore[type-arg]
             return "-" if value is None else f"{value:.1%}"
         table.add_row(entry["as_of"], f"{entry['rows']:,}", rate("churned_rate"),
                       rate("expanded_rate"), "final" if entry["labelled"] else "open",
-                      "reused" if entry["reused"] else "computed")
+                      entry.get("built") or ("reused" if entry["reused"] else "computed"))
     console.print(table)
     rates = report["label_rates"]
     pillars = ", ".join(f"{k} {v}" for k, v in report["pillars"].items())
@@ -276,6 +277,13 @@ def features(
     console.print(f"Snapshots written to [bold]{run.output}[/] "
                   f"({len(run.computed)} dates computed, {len(run.reused)} reused) "
                   f"on {history.backend.name}")
+    if run.fingerprint_error:
+        console.print(f"[yellow]Could not fingerprint the raw history on {history.backend.name}, "
+                      f"so every date was rebuilt:[/] {escape(run.fingerprint_error)}")
+    else:
+        changed = run.rebuilt_for_data
+        console.print(f"{len(changed)} finished dates rebuilt because raw rows they read changed"
+                      + (": " + ", ".join(d.isoformat() for d in changed) if changed else ""))
     console.print(f"Report written to [bold]{report_file}[/]")
 
 
