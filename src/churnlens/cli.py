@@ -246,14 +246,15 @@ def features(
     inactivity_days: Annotated[int | None, typer.Option(
         help="Days without usage that count as churn (inactivity mode).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Recompute every snapshot, not just new "
-                                       "or still-open ones.")] = False,
+                                       "or still-open ones or those whose raw rows changed.")] =
+        False,
 ) -> None:
     """Build point-in-time snapshots and labels into HOME/features.
 
     One snapshot per account and grid date (the 1st of each month by default) for every
     account that is a customer at that date; features read only rows dated before it, labels
-    (churned, expanded) only the horizon after it. Reruns compute only new dates and dates
-    whose labels were still open, unless --full.
+    (churned, expanded) only the horizon after it. Reruns compute only new dates, dates whose
+    labels were still open and dates whose raw rows changed, unless --full.
     """
     from churnlens.features.pipeline import build_features, write_report
 
@@ -281,9 +282,10 @@ def features(
         console.print(f"[yellow]Could not fingerprint the raw history on {history.backend.name}, "
                       f"so every date was rebuilt:[/] {escape(run.fingerprint_error)}")
     else:
-        changed = run.rebuilt_for_data
+        changed = [d.isoformat() for d in run.rebuilt_for_data]
+        which = ", ".join(changed) if len(changed) <= 2 else f"{changed[0]} to {changed[-1]}"
         console.print(f"{len(changed)} finished dates rebuilt because raw rows they read changed"
-                      + (": " + ", ".join(d.isoformat() for d in changed) if changed else ""))
+                      + (f": {which}" if changed else ""))
     console.print(f"Report written to [bold]{report_file}[/]")
 
 

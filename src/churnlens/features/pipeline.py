@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -51,7 +52,9 @@ def build_features(history: History, spec: SnapshotSpec, root: Path, full: bool 
             f"short for a {spec.grid} snapshot grid")
     settings = store.manifest_settings(spec)
     fp = store.fingerprint(settings, snapshot_plan.features)
+    started = time.perf_counter()
     prints, method, error = _raw_prints(history, snapshot_plan.dates, spec.horizon_days)
+    fingerprint_seconds = time.perf_counter() - started
     store.recover(root)
     end = snapshot_plan.history_end
     complete = {d for d in snapshot_plan.dates
@@ -81,7 +84,8 @@ def build_features(history: History, spec: SnapshotSpec, root: Path, full: bool 
         entry["built"] = reasons[date.fromisoformat(entry["as_of"])]
     report["rebuilt"] = {why: sum(1 for r in reasons.values() if r == why)
                          for why in dict.fromkeys(reasons.values()) if why != store.REUSED}
-    report["raw_fingerprint"] = {"method": method, "error": error}
+    report["raw_fingerprint"] = {"method": method, "error": error,
+                                 "seconds": round(fingerprint_seconds, 3)}
     return FeatureRun(plan=snapshot_plan, computed=todo, reused=tuple(sorted(keep)),
                       report=report, output=root / store.SNAPSHOTS, reasons=reasons,
                       fingerprint_error=error)
