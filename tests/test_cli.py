@@ -123,6 +123,8 @@ def test_features_build_then_rerun_incrementally(tmp_path: Path) -> None:
                                       "commercial"}
     again = churnlens(home, "features")
     assert "(3 dates computed, 5 reused)" in " ".join(again.stdout.split())
+    assert "0 finished dates rebuilt because raw rows they read changed" in " ".join(
+        again.stdout.split())
 
 
 def test_features_for_a_business_without_subscriptions(tmp_path: Path) -> None:

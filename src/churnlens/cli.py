@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -217,7 +218,7 @@ def print_feature_report(report: dict) -> None:  # type: ignore[type-arg]
             return "-" if value is None else f"{value:.1%}"
         table.add_row(entry["as_of"], f"{entry['rows']:,}", rate("churned_rate"),
                       rate("expanded_rate"), "final" if entry["labelled"] else "open",
-                      "reused" if entry["reused"] else "computed")
+                      entry.get("built") or ("reused" if entry["reused"] else "computed"))
     console.print(table)
     rates = report["label_rates"]
     pillars = ", ".join(f"{k} {v}" for k, v in report["pillars"].items())
@@ -258,14 +259,15 @@ def features(
         help="The usage event whose quantity is money (an order's value): spend features and "
         "the baselines' M.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Recompute every snapshot, not just new "
-                                       "or still-open ones.")] = False,
+                                       "or still-open ones or those whose raw rows changed.")] =
+        False,
 ) -> None:
     """Build point-in-time snapshots and labels into HOME/features.
 
     One snapshot per account and grid date (the 1st of each month by default) for every
     account that is a customer at that date; features read only rows dated before it, labels
-    (churned, expanded) only the horizon after it. Reruns compute only new dates and dates
-    whose labels were still open, unless --full.
+    (churned, expanded) only the horizon after it. Reruns compute only new dates, dates whose
+    labels were still open and dates whose raw rows changed, unless --full.
     """
     from churnlens.features.pipeline import build_features, write_report
 
@@ -289,6 +291,14 @@ def features(
     console.print(f"Snapshots written to [bold]{run.output}[/] "
                   f"({len(run.computed)} dates computed, {len(run.reused)} reused) "
                   f"on {history.backend.name}")
+    if run.fingerprint_error:
+        console.print(f"[yellow]Could not fingerprint the raw history on {history.backend.name}, "
+                      f"so every date was rebuilt:[/] {escape(run.fingerprint_error)}")
+    else:
+        changed = [d.isoformat() for d in run.rebuilt_for_data]
+        which = ", ".join(changed) if len(changed) <= 2 else f"{changed[0]} to {changed[-1]}"
+        console.print(f"{len(changed)} finished dates rebuilt because raw rows they read changed"
+                      + (f": {which}" if changed else ""))
     console.print(f"Report written to [bold]{report_file}[/]")
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
-from dataclasses import dataclass, replace
-from datetime import date
+import time
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from churnlens.features import store
+from churnlens.features import lineage, store
 from churnlens.features.registry import REGISTRY
 from churnlens.features.snapshots import LABELS, SnapshotPlan, SnapshotSpec, plan, snapshot_table
 from churnlens.raw.validation import History
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,11 +30,21 @@ class FeatureRun:
     reused: tuple[date, ...]
     report: dict[str, Any]
     output: Path
+    reasons: dict[date, str] = field(default_factory=dict)
+    """Why each date was reused or built (``store.REUSED``, ``store.DATA_CHANGED``, ...)."""
+    fingerprint_error: str | None = None
+    """Why the raw rows could not be fingerprinted on this engine (then nothing is reused)."""
+
+    @property
+    def rebuilt_for_data(self) -> tuple[date, ...]:
+        """Finished dates built again because rows they read changed."""
+        return tuple(d for d, why in self.reasons.items() if why == store.DATA_CHANGED)
 
 
 def build_features(history: History, spec: SnapshotSpec, root: Path, full: bool = False,
                    ) -> FeatureRun:
-    """Build the snapshot partitions under ``root`` that are missing or not final."""
+    """Build the snapshot partitions under ``root`` that are missing, not final, or whose raw
+    rows changed since they were built."""
     snapshot_plan = plan(history.tables, spec)
     if not snapshot_plan.dates:
         raise ValueError(
@@ -38,8 +52,16 @@ def build_features(history: History, spec: SnapshotSpec, root: Path, full: bool 
             f"short for a {spec.grid} snapshot grid")
     settings = store.manifest_settings(spec)
     fp = store.fingerprint(settings, snapshot_plan.features)
+    started = time.perf_counter()
+    prints, method, error = _raw_prints(history, snapshot_plan.dates, spec.horizon_days)
+    fingerprint_seconds = time.perf_counter() - started
     store.recover(root)
-    keep = set() if full else store.reusable_dates(store.read_manifest(root), fp, root)
+    end = snapshot_plan.history_end
+    complete = {d for d in snapshot_plan.dates
+                if end is not None and d + timedelta(days=spec.horizon_days) <= end}
+    reasons = store.plan_reuse(store.read_manifest(root), fp, root, snapshot_plan.dates, prints,
+                               method, complete, full=full)
+    keep = {d for d, why in reasons.items() if why == store.REUSED}
     todo = tuple(d for d in snapshot_plan.dates if d not in keep)
     if todo:
         expr = snapshot_table(history.tables, history.backend, spec,
@@ -53,12 +75,33 @@ def build_features(history: History, spec: SnapshotSpec, root: Path, full: bool 
         "absent_features": snapshot_plan.absent_reason,
         "history_start": str(snapshot_plan.history_start),
         "history_end": str(snapshot_plan.history_end),
+        "data_method": method,
     }
-    entries = store.write_partitions(root, table, keep, snapshot_plan.dates, manifest)
+    entries = store.write_partitions(root, table, keep, snapshot_plan.dates, manifest, prints)
     write_directory(history, root)
     report = run_report(root, snapshot_plan, entries, spec)
+    for entry in report["dates"]:
+        entry["built"] = reasons[date.fromisoformat(entry["as_of"])]
+    report["rebuilt"] = {why: sum(1 for r in reasons.values() if r == why)
+                         for why in dict.fromkeys(reasons.values()) if why != store.REUSED}
+    report["raw_fingerprint"] = {"method": method, "error": error,
+                                 "seconds": round(fingerprint_seconds, 3)}
     return FeatureRun(plan=snapshot_plan, computed=todo, reused=tuple(sorted(keep)),
-                      report=report, output=root / store.SNAPSHOTS)
+                      report=report, output=root / store.SNAPSHOTS, reasons=reasons,
+                      fingerprint_error=error)
+
+
+def _raw_prints(history: History, dates: tuple[date, ...], horizon_days: int,
+                ) -> tuple[dict[date, dict[str, str]] | None, str | None, str | None]:
+    """Each date's fingerprints of the raw rows it reads, the way they were taken, and, when
+    this engine cannot take them, why (then nothing stored is reused: safe, only slower)."""
+    try:
+        sums = lineage.day_sums(history.tables, history.backend)
+    except Exception as error:  # whatever an engine refuses, rebuilding everything is safe
+        log.warning("cannot fingerprint the raw history on %s, so every snapshot is rebuilt: %s",
+                    history.backend.name, error, exc_info=True)
+        return None, None, f"{type(error).__name__}: {error}".splitlines()[0]
+    return lineage.snapshot_prints(sums, dates, horizon_days), sums.method, None
 
 
 DIRECTORY = "accounts.parquet"

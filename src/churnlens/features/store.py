@@ -11,7 +11,9 @@ writes a new folder, partitions and manifest together, and swaps it in by replac
 one rename, so a reader or a crash at any point sees the previous build or the new one, whole,
 never a mix and never nothing. Builds the link no longer names are removed by the next build.
 An incremental build reuses the partitions it can (hard links, no copy) and recomputes only new
-dates and dates whose labels were still open.
+dates, dates whose labels were still open and dates whose raw rows changed: each partition's
+manifest entry holds the fingerprints of the rows its features and its labels read
+(``lineage.py``).
 """
 
 from __future__ import annotations
@@ -96,21 +98,59 @@ def fingerprint(settings: dict[str, Any], features: tuple[str, ...]) -> str:
     return h.hexdigest()[:16]
 
 
-def reusable_dates(manifest: dict[str, Any] | None, fp: str, root: Path) -> set[date]:
-    """Dates whose stored partition is still right: same definitions and labels complete."""
-    if manifest is None or manifest.get("fingerprint") != fp:
-        return set()
-    keep = set()
-    for entry in manifest.get("partitions", []):
-        as_of = date.fromisoformat(entry["as_of"])
-        if entry.get("labelled") and (partition_dir(root, as_of) / PART).is_file():
-            keep.add(as_of)
-    return keep
+REUSED = "reused"
+NEW = "new"
+OPEN = "open labels"
+DATA_CHANGED = "raw data changed"
+DEFINITIONS_CHANGED = "settings or code changed"
+ENGINE_CHANGED = "engine changed"
+UNVERIFIED = "raw data not fingerprinted"
+FULL = "--full"
+"""Why a date's partition was reused or built, in the order they are checked."""
+
+
+def plan_reuse(manifest: dict[str, Any] | None, fp: str, root: Path, dates: tuple[date, ...],
+               prints: dict[date, dict[str, str]] | None, method: str | None,
+               complete: set[date], full: bool = False) -> dict[date, str]:
+    """For each date, ``REUSED`` when its stored partition is still right, else why not.
+
+    Still right: same definitions (``fp``), labels complete then and now (``complete``: the
+    dates whose horizon ends inside the history), and the rows its features and labels read
+    unchanged, fingerprinted the same way. Without fingerprints (``prints`` None) nothing
+    stored can be vouched for, so everything is built.
+    """
+    if full:
+        return dict.fromkeys(dates, FULL)
+    if prints is None:
+        return dict.fromkeys(dates, UNVERIFIED)
+    if manifest is None:
+        return dict.fromkeys(dates, NEW)
+    if manifest.get("fingerprint") != fp:
+        return dict.fromkeys(dates, DEFINITIONS_CHANGED)
+    if manifest.get("data_method") != method:
+        return dict.fromkeys(dates, ENGINE_CHANGED)
+    stored = {date.fromisoformat(e["as_of"]): e for e in manifest.get("partitions", [])}
+    reasons = {}
+    for as_of in dates:
+        entry = stored.get(as_of)
+        if entry is None or not (partition_dir(root, as_of) / PART).is_file():
+            reasons[as_of] = NEW
+        elif not entry.get("labelled") or as_of not in complete:
+            reasons[as_of] = OPEN
+        elif entry.get("data") != prints[as_of]:
+            reasons[as_of] = DATA_CHANGED
+        else:
+            reasons[as_of] = REUSED
+    return reasons
 
 
 def write_partitions(root: Path, table: pa.Table, keep: set[date], dates: tuple[date, ...],
-                     manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """Write the new partitions, link the kept ones, swap the result in atomically."""
+                     manifest: dict[str, Any],
+                     prints: dict[date, dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Write the new partitions, link the kept ones, swap the result in atomically.
+
+    ``prints``: each date's fingerprints of the raw rows it read, kept in its entry.
+    """
     root.mkdir(parents=True, exist_ok=True)
     recover(root)
     staging = root / f".{SNAPSHOTS}-{_build_id()}"
@@ -132,7 +172,8 @@ def write_partitions(root: Path, table: pa.Table, keep: set[date], dates: tuple[
             rows = rows_table.num_rows
             labelled = bool(rows == 0 or pa.compute.all(rows_table.column("labelled")).as_py())
         entries.append({"as_of": as_of.isoformat(), "rows": rows, "labelled": labelled,
-                        "reused": as_of in keep})
+                        "reused": as_of in keep,
+                        "data": None if prints is None else prints[as_of]})
     text = json.dumps({**manifest, "partitions": entries}, indent=2, default=str) + "\n"
     (staging / f".{MANIFEST}").write_text(text)
     _point(root, staging)
