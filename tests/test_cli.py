@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import FAST_TRAIN, churnlens
+from conftest import FAST_TRAIN, NOW, churnlens, tiny_tables, write_tables
 
 pytestmark = pytest.mark.e2e
 
@@ -140,3 +140,48 @@ def test_features_for_a_business_without_subscriptions(tmp_path: Path) -> None:
     assert report["snapshots"] > 100
     assert "tickets_90d" in report["absent_features"]
     assert report["label_rates"]["churned"] is not None
+
+
+def test_validate_a_history_of_only_accounts_and_usage_events(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    write_tables(tmp_path / "raw", {name: tables[name] for name in ("accounts", "usage_events")})
+    env = {"CHURNLENS_NOW": NOW.isoformat()}
+    refused = churnlens(tmp_path, "validate", check=False, env=env)
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 2, said
+    assert "subscription churn" in said and "--churn-definition inactivity" in said
+
+    checked = churnlens(tmp_path, "validate", "--churn-definition", "inactivity", "--strict",
+                        env=env)
+    printed = " ".join(checked.stdout.split())
+    assert "Without subscriptions: no subscription churn" in printed
+    assert "Without tickets:" in printed and "Without surveys:" in printed
+    report = json.loads((tmp_path / "reports" / "validation.json").read_text())
+    assert report["ok"] and set(report["absent"]) == {"subscriptions", "tickets", "surveys"}
+    assert report["tables"]["usage_events"]["rows_loaded"] == 4
+
+
+def test_a_crash_reads_as_one_line_and_keeps_its_traceback(tmp_path: Path) -> None:
+    """A damaged snapshot file makes the Parquet reader raise inside the library: the user
+    reads one line naming it, the traceback lands under HOME/logs, and --debug shows it."""
+    store = tmp_path / "features"
+    (store / "snapshots" / "as_of=2024-01-01").mkdir(parents=True)
+    (store / "manifest.json").write_text(json.dumps({"features": ["tenure_days"],
+                                                     "settings": {"horizon_days": 90}}))
+    (store / "snapshots" / "as_of=2024-01-01" / "part-0.parquet").write_bytes(b"damaged")
+
+    failed = churnlens(tmp_path, "train", check=False)
+    assert failed.returncode != 0
+    assert "Traceback" not in failed.stderr + failed.stdout
+    lines = failed.stderr.strip().splitlines()
+    said = " ".join(failed.stderr.split())
+    assert "churnlens train failed inside pyarrow" in said and "part-0.parquet" in said
+    logs = list((tmp_path / "logs").glob("train-*.log"))
+    assert len(logs) == 1 and f"Full traceback in {logs[0]}" in "".join(lines)
+    kept = logs[0].read_text()
+    assert "Traceback (most recent call last)" in kept and "ArrowInvalid" in kept
+
+    shown = churnlens(tmp_path, "--debug", "train", check=False)
+    assert shown.returncode == failed.returncode
+    assert "Traceback (most recent call last)" in shown.stderr
+    assert len(list((tmp_path / "logs").glob("train-*.log"))) == 2

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from datetime import date
+import traceback
+from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from types import TracebackType
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,13 +17,30 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+import churnlens
 from churnlens.engines import EngineError
 from churnlens.raw.loader import SourceError
 from churnlens.raw.mapping import MappingError
 from churnlens.raw.validation import ContractError, ValidationFailed, ValidationReport
-from churnlens.settings import Settings, load_settings
+from churnlens.settings import DEFAULT_HOME, Settings, load_settings
 
-app = typer.Typer(
+
+class _Cli(typer.Typer):
+    """The command line, whose every failure ends in one place (:func:`report_failure`).
+
+    A command refuses what it expects to (bad input, a missing step) with its own
+    ``Cannot ...`` line; anything else that escapes it, a library's error above all, is a
+    defect: it too reads as one line, and its traceback is kept, never lost and never dumped.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as error:  # click has already turned usage errors and Exit into exits
+            sys.exit(report_failure(error))
+
+
+app = _Cli(
     name="churnlens",
     help="Churn and expansion prediction for SaaS Customer Success teams.\n\n"
          "Every step reads and writes under one project folder (--home, default "
@@ -42,22 +62,130 @@ HomeOption = Annotated[
 
 class _State:
     home: Path | None = None
+    command: str = ""
+    debug: bool = False
 
 
 _state = _State()
 
 
 @app.callback()
-def main(home: HomeOption = None) -> None:
+def main(ctx: typer.Context, home: HomeOption = None,
+         debug: Annotated[bool, typer.Option(
+             "--debug", help="Show a failure's full traceback here too (it is always written "
+             "to HOME/logs).")] = False) -> None:
     _state.home = home
+    _state.command = ctx.invoked_subcommand or ""
+    _state.debug = debug
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def report_failure(error: BaseException, what: str | None = None) -> int:
+    """Say in one line why the command stopped, keep the traceback, and return the exit code.
+
+    ``what`` is what the command could not do, for the refusals it expects (exit 2). An error
+    raised inside a library, or one no command expects, is our defect (exit 1): the line names
+    the library, so a user can report it. Either way the full traceback is written to
+    HOME/logs/<command>-<time>.log, whose path is printed, and shown here with ``--debug``.
+    """
+    command = _state.command or "churnlens"
+    log = _keep_traceback(error, command)
+    if what is not None and (error.__traceback__ is None or _raised_by_churnlens(error)):
+        errors.print(f"[red]Cannot {what}:[/] {escape(one_line(error))}")
+        code = 2
+    else:
+        library = _raising_package(error)
+        inside = f" inside {library}" if library and library != "churnlens" else ""
+        errors.print(f"[red]churnlens {command} failed{inside}:[/] "
+                     f"{type(error).__name__}: {escape(one_line(error))}")
+        code = 1
+    if _state.debug:
+        errors.print("".join(traceback.format_exception(error)), markup=False,
+                     highlight=False)
+    if log is not None:
+        errors.print(f"Full traceback in {log}" + ("" if _state.debug else
+                                                   " (--debug shows it here)"),
+                     markup=False, highlight=False, style="dim")
+    return code
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (engines and pydantic spread theirs over several)."""
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or type(error).__name__
+
+
+def _innermost(error: BaseException) -> TracebackType | None:
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb
+
+
+def _raised_by_churnlens(error: BaseException) -> bool:
+    """Whether churnlens' own code raised ``error`` (a deliberate refusal), rather than a
+    library it called: a ValueError from scikit-learn is no refusal but a crash."""
+    return _raising_package(error) == "churnlens"
+
+
+def _raising_package(error: BaseException) -> str | None:
+    tb = _innermost(error)
+    if tb is None:
+        return None
+    package = str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0]
+    if package in ("", "__main__"):  # `python -m churnlens.cli` runs this module as __main__
+        inside = Path(tb.tb_frame.f_code.co_filename).resolve()
+        return "churnlens" if inside.is_relative_to(_PACKAGE) else None
+    return package
+
+
+_PACKAGE = Path(churnlens.__file__).resolve().parent
+
+
+def _keep_traceback(error: BaseException, command: str) -> Path | None:
+    """Write the traceback under HOME/logs (or the system's temporary folder where HOME
+    cannot be written); None if neither can be."""
+    import tempfile
+
+    home = _state.home or Path(os.environ.get("CHURNLENS_HOME") or DEFAULT_HOME)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = (f"churnlens {' '.join(sys.argv[1:])}\n{datetime.now().isoformat()}\n\n"
+            + "".join(traceback.format_exception(error)))
+    for folder in (home / "logs", Path(tempfile.gettempdir()) / "churnlens-logs"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{command}-{stamp}.log"
+            suffix = 1
+            while path.exists():
+                suffix += 1
+                path = folder / f"{command}-{stamp}-{suffix}.log"
+            path.write_text(text)
+            return path.resolve()
+        except OSError:
+            continue
+    return None
+
+
+def refuse(what: str, error: BaseException) -> typer.Exit:
+    """The exit for a command's expected refusal: ``raise refuse("train", error) from None``."""
+    return typer.Exit(report_failure(error, what))
 
 
 def _settings(**overrides: object) -> Settings:
+    from pydantic import ValidationError
+
     try:
         settings = load_settings(home=_state.home, **overrides)
-    except Exception as error:  # pydantic's message names the setting and the problem
-        errors.print(f"[red]Invalid settings:[/] {error}")
-        raise typer.Exit(2) from error
+    except ValidationError as error:  # name the setting, what is wrong and what was given
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            + (f" (got {e['input']!r})" if e["loc"] and e["type"] != "missing" else "")
+            for e in error.errors())
+        raise refuse("use these settings", ValueError(problems)) from None
+    except ValueError as error:  # the settings file itself
+        raise refuse("use these settings", error) from None
     settings.layout.ensure()
     return settings
 
@@ -120,11 +248,13 @@ def print_report(report: ValidationReport) -> None:
         summary.add_column(column, justify="right" if column != "table" and column != "note"
                            else "left")
     for name, t in report.tables.items():
-        note = "absent (optional)" if t.absent else (
+        note = "absent" if t.absent else (
             f"ignored columns: {', '.join(t.ignored_columns)}" if t.ignored_columns else "")
         summary.add_row(name, f"{t.rows_in:,}", f"{t.rows_loaded:,}", f"{t.rows_quarantined:,}",
                         note)
     console.print(summary)
+    for name, means in report.absent_meaning.items():
+        console.print(f"[yellow]Without {name}:[/] {means}.")
     if report.issues:
         issues = Table(title="Problems found")
         for column in ("table", "column", "rule", "rows", "what", "examples"):
@@ -145,20 +275,23 @@ def print_report(report: ValidationReport) -> None:
         console.print(warned)
 
 
-def load_or_exit(settings: Settings, required: tuple[str, ...] | None = None):  # type: ignore[no-untyped-def]
-    """Load and validate history, turning every input problem into a clear message and exit."""
+def load_or_exit(settings: Settings, labels_churn: bool = False):  # type: ignore[no-untyped-def]
+    """Load and validate history, turning every input problem into a clear message and exit.
+
+    ``labels_churn``: the command labels churn, so the tables the configured churn definition
+    reads are required too (validate, features); the others need accounts and usage events.
+    """
     from churnlens.raw.history import load_history, report_path
 
     try:
-        history = load_history(settings, required=required)
+        history = load_history(settings, labels_churn=labels_churn)
     except ValidationFailed as refused:
         print_report(refused.report)
         errors.print(f"[red]Strict mode refused the load:[/] {len(refused.report.issues)} "
                      f"problem(s). Report: {report_path(settings)}")
         raise typer.Exit(1) from None
     except (ContractError, SourceError, MappingError, EngineError) as error:
-        errors.print(f"[red]Cannot load the history:[/] {error}")
-        raise typer.Exit(2) from None
+        raise refuse("load the history", error) from None
     return history
 
 
@@ -171,19 +304,25 @@ def validate(
     strict: Annotated[bool, typer.Option("--strict/--lenient", help="Strict refuses the load on "
                                          "any bad row; lenient quarantines them.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    churn_definition: Annotated[str | None, typer.Option(
+        help="subscription (needs the subscriptions table) or inactivity (accounts and usage "
+        "events are enough).")] = None,
 ) -> None:
-    """Check the five tables against the input contract.
+    """Check the tables against the input contract.
 
-    Missing columns, wrong types, out-of-range values, resolved before created, end before
-    start, overlapping subscriptions, unknown accounts, duplicate ids and future timestamps are
-    each reported with the table, column, row count and examples. Lenient mode writes bad rows
-    to HOME/quarantine/<table>.parquet and loads the rest.
+    Accounts and usage events are required; subscriptions (unless the churn definition is
+    subscription), tickets and surveys are optional, and the report says what each absent one
+    means. Missing columns, wrong types, out-of-range values, resolved before created, end
+    before start, overlapping subscriptions, unknown accounts, duplicate ids and future
+    timestamps are each reported with the table, column, row count and examples. Lenient mode
+    writes bad rows to HOME/quarantine/<table>.parquet and loads the rest.
     """
     from churnlens.raw.history import report_path
 
-    settings = _settings(data=data, mapping=mapping, strict=strict)
+    settings = _settings(data=data, mapping=mapping, strict=strict,
+                         churn_definition=churn_definition)
     with console.status("Validating the history in DuckDB..."):
-        history = load_or_exit(settings)
+        history = load_or_exit(settings, labels_churn=True)
     if as_json:
         sys.stdout.write(json.dumps(history.report.to_dict(), indent=2, default=str) + "\n")
         return
@@ -274,18 +413,15 @@ def features(
     settings = _settings(data=data, mapping=mapping, strict=strict, backend=backend, grid=grid,
                          horizon_days=horizon_days, churn_definition=churn_definition,
                          inactivity_days=inactivity_days, money_event=money_event)
-    required = ("accounts", "usage_events") + (
-        ("subscriptions",) if settings.churn_definition == "subscription" else ())
     with console.status("Validating the history..."):
-        history = load_or_exit(settings, required=required)
+        history = load_or_exit(settings, labels_churn=True)
     spec = snapshot_spec(settings)
     root = settings.layout.features
     with console.status(f"Building snapshots on {history.backend.name}..."):
         try:
             run = build_features(history, spec, root, full=full)
         except ValueError as error:
-            errors.print(f"[red]Cannot build features:[/] {error}")
-            raise typer.Exit(2) from None
+            raise refuse("build features", error) from None
     report_file = write_report(run.report, settings.layout.reports / "features.json")
     print_feature_report(run.report)
     console.print(f"Snapshots written to [bold]{run.output}[/] "
@@ -445,8 +581,7 @@ def train(
                 result = run_training(settings, progress=lambda text: status.update(
                     f"Training: {text}..."))
     except (FileNotFoundError, NotEnoughHistory, ValueError) as error:
-        errors.print(f"[red]Cannot train:[/] {error}")
-        raise typer.Exit(2) from None
+        raise refuse("train", error) from None
     if as_json:
         sys.stdout.write(json.dumps(result.report, indent=2, default=str) + "\n")
         return
@@ -469,8 +604,7 @@ def promote(
     try:
         result = run_promote(settings, run_id)
     except LookupError as error:
-        errors.print(f"[red]Cannot promote:[/] {error}")
-        raise typer.Exit(2) from None
+        raise refuse("promote", error) from None
     console.print(f"Run [bold]{run_id}[/] is champion ({result['reason']}); bundle exported to "
                   f"[bold]{result['bundle']}[/]")
 
@@ -514,8 +648,7 @@ def score(
             with console.status("Scoring..."):
                 run = run_score(settings, explained=explained)
     except (BundleError, FileNotFoundError, PlaybookError, EngineError) as error:
-        errors.print(f"[red]Cannot score:[/] {error}")
-        raise typer.Exit(2) from None
+        raise refuse("score", error) from None
     rows = riskiest(run.table, top)
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
@@ -547,16 +680,15 @@ def forecast(
     held a quarter later: its error and how often the interval held the truth. Written to
     HOME/reports/forecast.json.
     """
-    from churnlens.serving.forecasting import report_path, run_forecast
+    from churnlens.serving.forecasting import NoRevenue, report_path, run_forecast
     from churnlens.training.bundle import BundleError
 
     settings = _settings()
     try:
         with console.status("Backtesting the revenue forecast on past quarters..."):
             report = run_forecast(settings, quarters)
-    except (BundleError, FileNotFoundError) as error:
-        errors.print(f"[red]Cannot forecast:[/] {error}")
-        raise typer.Exit(2) from None
+    except (BundleError, FileNotFoundError, NoRevenue) as error:
+        raise refuse("forecast", error) from None
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
         return
@@ -623,8 +755,7 @@ def keys_create(
     try:
         record, key = _key_store().create(name, scope)  # type: ignore[arg-type]
     except ValueError as error:
-        errors.print(f"[red]Cannot create the key:[/] {error}")
-        raise typer.Exit(2) from None
+        raise refuse("create the key", error) from None
     console.print(f"Created key [bold]{record.id}[/] ({record.name}, scope {record.scope}). "
                   "Store it now: only its hash is kept.")
     sys.stdout.write(key + "\n")
@@ -649,8 +780,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The id `keys list` s
     try:
         record = _key_store().revoke(key_id)
     except LookupError as error:
-        errors.print(f"[red]Cannot revoke:[/] {error}")
-        raise typer.Exit(2) from None
+        raise refuse("revoke", error) from None
     console.print(f"Revoked key {record.id} ({record.name}).")
 
 
@@ -680,8 +810,7 @@ def serve_api(
     try:  # refuse to start on what would only fail inside the workers
         load_playbooks(settings.playbooks)
     except PlaybookError as error:
-        errors.print(f"[red]Cannot serve:[/] {error}")
-        raise typer.Exit(2) from None
+        raise refuse("serve", error) from None
     try:
         champion(settings)
     except BundleError as error:  # start anyway: the pages say what to do, and the server
@@ -724,8 +853,7 @@ def kpis(
     try:
         first, last = month_arg(since), month_arg(until)
     except ValueError as error:
-        errors.print(f"[red]Invalid month:[/] {error}")
-        raise typer.Exit(2) from None
+        raise refuse("read the months", error) from None
     settings = _settings()
     history = load_or_exit(settings)
     with console.status("Computing the KPIs..."):
@@ -748,6 +876,12 @@ def kpis(
         table.add_row(month["month"][:7], *cells,
                       "-" if not held else f"{held['high']}/{held['medium']}/{held['low']}")
     console.print(table)
+    needs: dict[str, list[str]] = {}
+    for title, key, _ in KPI_COLUMNS:
+        if key in report["absent"]:
+            needs.setdefault(report["absent"][key], []).append(title)
+    for why, titles in needs.items():
+        console.print(f"[yellow]Absent:[/] {', '.join(titles)} ({why}).")
 
 
 # --------------------------------------------------------------------------- demo
@@ -773,7 +907,7 @@ def demo(
     synth(accounts=accounts, months=months, seed=seed, start="2023-01-01", dirty=False,
           rollouts=32, out=None)
     console.rule("[bold]2. Validate the history")
-    validate(data=None, mapping=None, strict=False, as_json=False)
+    validate(data=None, mapping=None, strict=False, as_json=False, churn_definition=None)
     console.rule("[bold]3. Build point-in-time features and labels")
     features(data=None, mapping=None, strict=False, backend=None, grid=None, horizon_days=None,
              churn_definition=None, inactivity_days=None, money_event=None, full=False)
@@ -781,7 +915,7 @@ def demo(
     train(horizon_days=None, fit_months=None, tuning_months=None, calibration_months=None,
           validation_months=None, seed=None, mlflow_tracking_uri=None, as_json=False)
     console.rule("[bold]5. Score every active account")
-    score(as_json=False, top=10)
+    score(as_json=False, top=10, explained=True, champion_source=None, backend=None)
     console.rule("[bold]Done")
     console.print(
         f"A generated company in [bold]{settings.layout.raw}[/], validated; its snapshots in "

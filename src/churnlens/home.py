@@ -49,6 +49,11 @@ class Home:
         return self.root / "reports"
 
     @property
+    def logs(self) -> Path:
+        """Full tracebacks of failed commands, one file each (the terminal shows one line)."""
+        return self.root / "logs"
+
+    @property
     def scratch(self) -> Path:
         """Spill space for DuckDB when a query outgrows memory."""
         return self.root / ".scratch"

@@ -158,3 +158,23 @@ def test_the_kpis_command(tmp_path: Path) -> None:
     assert rows[1]["grr"] == pytest.approx(400 / 600) and rows[0]["grr"] is None
     refused = churnlens(tmp_path, "kpis", "--from", "February", env=env, check=False)
     assert refused.returncode == 2 and "YYYY-MM" in refused.stderr
+
+
+@pytest.mark.e2e
+def test_the_kpis_of_a_history_without_subscriptions(tmp_path: Path) -> None:
+    """Only accounts and usage events: the revenue, adoption, NPS and CSAT KPIs are absent
+    (null, with the table each needs), never zero; the usage ones are as with subscriptions."""
+    tables = company()
+    write_tables(tmp_path / "raw", {name: tables[name] for name in ("accounts", "usage_events")})
+    env = {"CHURNLENS_NOW": NOW.isoformat()}
+    report = json.loads(churnlens(tmp_path, "kpis", "--json", env=env).stdout)
+    assert report["absent"]["grr"] == "needs the subscriptions table"
+    assert report["absent"]["nps"] == "needs the surveys table"
+    assert "dau_mau" not in report["absent"] and "median_ttfv_days" not in report["absent"]
+    february = report["months"][1]
+    for kpi in ("active_accounts", "logo_churn_rate", "grr", "nrr", "expansion_mrr",
+                "feature_adoption_rate", "nps", "csat"):
+        assert february[kpi] is None, kpi
+    assert february["dau_mau"] == pytest.approx(3 / 29 / 3)
+    printed = " ".join(churnlens(tmp_path, "kpis", env=env).stdout.split())
+    assert "Absent: active, logo churn, GRR, NRR" in printed

@@ -121,9 +121,9 @@ def test_a_wrong_mapping_file_says_what_is_wrong(tmp_path: Path, text: str) -> N
 
 def test_missing_required_table_is_named(tmp_path: Path) -> None:
     tables = tiny_tables()
-    del tables["subscriptions"]
+    del tables["usage_events"]
     folder = write_tables(tmp_path / "raw", tables)
-    with pytest.raises(SourceError, match="subscriptions not found"):
+    with pytest.raises(SourceError, match="usage_events not found"):
         _load(folder)
 
 

@@ -253,3 +253,51 @@ def test_events_skip_the_checks_only_when_every_row_passed(tmp_path: Path) -> No
     assert len(_tables_read(events)) > 1
     assert events.count().execute() == len(tables["usage_events"]) - 1
     assert "ghost" not in set(events.account_id.execute())
+
+
+def _numbered(tables: Tables, ids: dict[str, object]) -> Tables:
+    """The tiny company with its account ids renumbered: a spreadsheet's customer numbers."""
+    for rows in tables.values():
+        for row in rows:
+            row["account_id"] = ids[str(row["account_id"])]
+    return tables
+
+
+def test_whole_number_ids_read_as_floats_load_as_integers_written_as_text(
+        tmp_path: Path) -> None:
+    tables = _numbered(tiny_tables(), {"a1": "12347", "a2": "12348", "a3": "12349"})
+    for row in tables["accounts"]:  # pandas wrote the accounts' ids as floats
+        row["account_id"] = float(str(row["account_id"]))
+    for row in tables["usage_events"]:  # and a CSV export the users' as "501.0"
+        row["user_id"] = f"{500 + int(str(row['user_id'])[-1])}.0"
+    folder = write_tables(tmp_path / "raw", tables)
+    assert pq.read_schema(folder / "accounts.parquet").field("account_id").type == "double"
+    history = _validate(folder, strict=True)
+    assert sorted(history.tables["accounts"].account_id.execute()) == ["12347", "12348", "12349"]
+    assert sorted(set(history.tables["usage_events"].user_id.execute())) == ["501", "502"]
+    assert history.report.tables["usage_events"].rows_loaded == 4  # ids join the accounts
+    warned = {(w.table, w.column): w for w in history.report.warnings}
+    assert set(warned) == {("accounts", "account_id"), ("usage_events", "user_id")}
+    assert warned["accounts", "account_id"].rows == 3
+    assert "12347.0" in warned["accounts", "account_id"].message
+    assert {e["account_id"] for e in warned["accounts", "account_id"].examples} == {
+        12347.0, 12348.0, 12349.0}
+
+
+def test_ids_in_mixed_forms_are_set_aside_with_table_column_count_and_examples(
+        tmp_path: Path) -> None:
+    tables = _numbered(tiny_tables(), {"a1": "12347", "a2": "12348", "a3": "12349"})
+    for row, number in zip(tables["accounts"], (12347.0, 12348.0, 12349.5), strict=True):
+        row["account_id"] = number  # 12349.5 names no account
+    tables["usage_events"][0]["user_id"] = "501.0"  # beside "a1-u2", "a2-u1", ...
+    folder = write_tables(tmp_path / "raw", tables)
+    with pytest.raises(ValidationFailed):
+        _validate(folder, strict=True)
+    report = _validate(folder, quarantine=tmp_path / "q").report
+    issues = {(i.table, i.column, i.rule): i for i in report.issues}
+    fraction = issues["accounts", "account_id", "fractional_id"]
+    assert fraction.rows == 1 and fraction.examples[0]["account_id"] == 12349.5
+    mixed = issues["usage_events", "user_id", "mixed_id_forms"]
+    assert mixed.rows == 1 and mixed.examples[0]["user_id"] == "501.0"
+    assert "12347.0" in mixed.message
+    assert pq.read_table(tmp_path / "q" / "usage_events.parquet").num_rows == 2  # + a3's event

@@ -55,6 +55,23 @@ DEFINITIONS: dict[str, str] = {
 }
 
 
+KPI_TABLES: dict[str, str] = {
+    **{kpi: "subscriptions" for kpi in (
+        "active_accounts", "churned_accounts", "new_accounts", "logo_churn_rate", "mrr_start",
+        "expansion_mrr", "contraction_mrr", "churned_mrr", "grr", "nrr",
+        "feature_adoption_rate")},
+    "nps": "surveys", "nps_responses": "surveys", "csat": "tickets", "csat_responses": "tickets",
+}
+"""The optional table each KPI reads (the others read accounts and usage events only): a
+history without it has no such KPI, which is shown as absent, never as zero."""
+
+
+def absent_kpis(tables: dict[str, ir.Table]) -> dict[str, str]:
+    """The KPIs this history cannot give, each with the table it would need."""
+    return {kpi: f"needs the {table} table" for kpi, table in KPI_TABLES.items()
+            if table not in tables}
+
+
 @dataclass(frozen=True)
 class Months:
     """The months reported: their first days, and the first day after the last of them."""
@@ -172,12 +189,12 @@ def monthly_kpis(tables: dict[str, ir.Table], backend: ibis.BaseBackend,
                  key_events: tuple[str, ...], since: date | None = None,
                  until: date | None = None) -> pd.DataFrame:
     """One row per complete month of the history, one column per KPI (``DEFINITIONS``);
-    a KPI whose table is missing is absent."""
+    a KPI whose table is missing is empty in every month (:func:`absent_kpis` says why)."""
     first_day, end = history_span(tables)
     months = complete_months(first_day, end, since, until)
     frame = pd.DataFrame({"month": months.starts})
     if not months.starts:
-        return frame
+        return frame.reindex(columns=["month", *DEFINITIONS])
 
     def add(expr: ir.Table) -> None:
         nonlocal frame
@@ -223,8 +240,7 @@ def _derive(frame: pd.DataFrame) -> pd.DataFrame:
     if "user_days" in out:
         days = pd.Series([(_next_month(m) - m).days for m in out["month"]], index=out.index)
         out["dau_mau"] = _ratio(out.pop("user_days") / days, out.pop("mau"))
-    order = ["month", *[k for k in DEFINITIONS if k in out]]
-    return out[order]
+    return out.reindex(columns=["month", *DEFINITIONS])
 
 
 def month_arg(text: str | None) -> date | None:
@@ -288,7 +304,8 @@ def compute_report(settings: Settings, history: History, since: date | None = No
                          since, until)
     report = {"fingerprint": fingerprint,
               "computed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-              "definitions": DEFINITIONS, "months": records(frame)}
+              "definitions": DEFINITIONS, "absent": absent_kpis(history.tables),
+              "months": records(frame)}
     if since is None and until is None:
         path = settings.layout.reports / REPORT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)

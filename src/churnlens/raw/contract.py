@@ -39,6 +39,9 @@ class TableContract:
     description: str
     columns: tuple[ColumnSpec, ...]
     optional: bool = False
+    without: str = ""
+    """What a history without this (optional) table cannot give: the validation report says it,
+    so a user learns what is absent from the outset, not from a blank page later."""
     unique_key: str | None = None
     """A column whose values must be unique (duplicates after the first are quarantined)."""
     references_accounts: bool = True
@@ -80,6 +83,9 @@ ACCOUNTS = TableContract(
 SUBSCRIPTIONS = TableContract(
     name="subscriptions",
     description="One row per period at one plan, seat count and price.",
+    optional=True,
+    without="no subscription churn (use --churn-definition inactivity), no MRR, ARR, revenue "
+            "KPIs or revenue forecast, no seat or renewal features",
     unique_key="subscription_id",
     ordered_pairs=(("start_date", "end_date", "end_before_start"),),
     no_overlap=("account_id", "start_date", "end_date"),
@@ -115,6 +121,7 @@ TICKETS = TableContract(
     name="tickets",
     description="One row per support ticket.",
     optional=True,
+    without="no support features, no CSAT",
     unique_key="ticket_id",
     ordered_pairs=(("created_at", "resolved_at", "resolved_before_created"),),
     columns=(
@@ -136,6 +143,7 @@ SURVEYS = TableContract(
     name="surveys",
     description="One row per NPS answer.",
     optional=True,
+    without="no NPS features or KPI",
     unique_key="response_id",
     columns=(
         ColumnSpec("response_id", "string", "Identifier of the answer."),
@@ -153,3 +161,13 @@ CONTRACT: dict[str, TableContract] = {
     table.name: table for table in (ACCOUNTS, SUBSCRIPTIONS, USAGE_EVENTS, TICKETS, SURVEYS)
 }
 """All contract tables, in load order: accounts first, since the others reference it."""
+
+CORE_TABLES = tuple(name for name, table in CONTRACT.items() if not table.optional)
+"""The tables every history needs (accounts and usage events): the rest add what they hold."""
+
+CHURN_DEFINITION_TABLES: dict[str, tuple[str, ...]] = {
+    "subscription": ("subscriptions",),
+    "inactivity": (),
+}
+"""The tables each churn definition reads beyond the core ones: subscription churn is a lapsed
+subscription, inactivity churn a silence in the usage events."""

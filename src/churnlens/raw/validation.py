@@ -48,6 +48,9 @@ RULE_TEXT = {
     "duplicate_id": "duplicate {column} (first occurrence kept)",
     "unknown_account": "account_id not in accounts",
     "overlapping_subscription": "starts before the account's previous subscription ended",
+    "fractional_id": "id is a number with a fraction; an id read as a number must be whole",
+    "mixed_id_forms": "id written as a decimal number (12347.0) in a column whose other ids "
+                      "are written otherwise (12347, acc_1): one id, one form",
 }
 """Every rule the validator applies, with the wording its messages use."""
 
@@ -58,6 +61,18 @@ SPREADSHEET_COLUMNS = {"accounts": ("account_id", "name", "industry", "region", 
 """Text that reaches the score table's CSV and the pages: the account's id and descriptions.
 A value a spreadsheet would run as a formula is warned about, not refused: it may be a real
 id, and every CSV churnlens writes neutralises it (``churnlens.spreadsheet``)."""
+
+WHOLE_NUMBER_ID = ("ids read as whole numbers written as decimals (12347.0); loaded as "
+                   "integers written as text (12347)")
+"""The warning for an id column a spreadsheet or pandas turned into floats: the values are
+kept, but the other tables must write the same ids as 12347 for them to join."""
+DECIMAL_TEXT = r"^-?[0-9]+\.[0-9]+$"
+WHOLE_DECIMAL_TEXT = r"^-?[0-9]+\.0+$"
+
+
+def is_id(spec: ColumnSpec) -> bool:
+    """Identifier columns (account_id, user_id, ...): text that joins tables."""
+    return spec.dtype == "string" and spec.name.endswith("_id")
 
 
 class ContractError(ValueError):
@@ -84,6 +99,19 @@ class Issue:
     examples: list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class LoadWarning:
+    """Rows loaded, but read in a way the user should know about."""
+
+    table: str
+    column: str
+    rows: int
+    message: str
+    examples: list[dict[str, Any]]
+    rule: str = "read_as"
+    """What kind of warning: ``whole_number_id`` (an id read from decimals), ``formula_text``."""
+
+
 @dataclass
 class TableReport:
     table: str
@@ -96,8 +124,7 @@ class TableReport:
     defaulted_columns: list[str] = field(default_factory=list)
     quarantine_file: str | None = None
     issues: list[Issue] = field(default_factory=list)
-    warnings: list[Issue] = field(default_factory=list)
-    """Loaded rows worth a look (text a spreadsheet would run): never quarantined."""
+    warnings: list[LoadWarning] = field(default_factory=list)
 
 
 @dataclass
@@ -111,10 +138,6 @@ class ValidationReport:
         return [issue for report in self.tables.values() for issue in report.issues]
 
     @property
-    def warnings(self) -> list[Issue]:
-        return [warning for report in self.tables.values() for warning in report.warnings]
-
-    @property
     def ok(self) -> bool:
         return not self.issues
 
@@ -122,9 +145,19 @@ class ValidationReport:
     def absent_tables(self) -> list[str]:
         return [name for name, report in self.tables.items() if report.absent]
 
+    @property
+    def absent_meaning(self) -> dict[str, str]:
+        """Each absent table and what the history cannot give without it."""
+        return {name: CONTRACT[name].without for name in self.absent_tables}
+
+    @property
+    def warnings(self) -> list[LoadWarning]:
+        return [warning for report in self.tables.values() for warning in report.warnings]
+
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "now": self.now, "ok": self.ok,
                 "rows_quarantined": sum(r.rows_quarantined for r in self.tables.values()),
+                "absent": self.absent_meaning,
                 "tables": {name: asdict(report) for name, report in self.tables.items()}}
 
     def write(self, path: Path) -> Path:
@@ -152,7 +185,8 @@ class _Rule:
     name: str
     column: str
     flag: str
-    """Name of the boolean column that marks rows breaking this rule."""
+    """Name of the boolean column that marks rows breaking this rule (or, for a note, the rows
+    it is about)."""
     message: str
 
 
@@ -178,16 +212,24 @@ def validate_history(source: RawSource, *, now: datetime, strict: bool = False,
                 raise ContractError(f"{name}: required table is missing")
             reports[name] = TableReport(table=name, source=None, absent=True)
             continue
-        table_report = TableReport(table=name, source=source.locations.get(name))
         with _reading(source, name):
-            flagged, rules = _flag_rows(contract, raw, now, clean.get("accounts"), table_report)
-            _count(flagged, rules, table_report, name)
+            table_report = TableReport(table=name, source=source.locations.get(name))
+            flagged, rules, notes = _flag_rows(contract, raw, now, clean.get("accounts"),
+                                               table_report)
+            dotted = _count(flagged, rules, notes, table_report, name, _text_ids(contract, raw))
+            id_forms = _text_id_forms(raw, dotted)
+            if id_forms:  # rare: a text id column holds decimal numbers; check again, knowing
+                table_report = TableReport(table=name, source=source.locations.get(name))
+                flagged, rules, notes = _flag_rows(contract, raw, now, clean.get("accounts"),
+                                                   table_report, id_forms)
+                _count(flagged, rules, notes, table_report, name, [])
             _warn_formulas(flagged, contract, table_report)
             checked[name] = (flagged, rules, contract)
             if name in STREAMED_TABLES and table_report.rows_quarantined == 0:
                 # every row passed: later scans need not re-run the checks (at 100 million
                 # events the lookup of each row's account alone cost 5 CPU-seconds a scan)
-                clean[name] = _typed_table(contract, raw).select(*contract.column_names)
+                clean[name] = _typed_table(contract, raw, id_forms).select(
+                    *contract.column_names)
             else:
                 clean[name] = _clean(source.backend, flagged, contract,
                                      materialize=name not in STREAMED_TABLES)
@@ -241,8 +283,21 @@ def engine_dtype(spec: ColumnSpec) -> ibis.expr.datatypes.DataType:
     return ibis.dtype(ENGINE_DTYPES.get(spec.dtype, spec.dtype))
 
 
-def _typed(spec: ColumnSpec, raw: ir.Column) -> ir.Value:
+def _whole(raw: ir.FloatingColumn) -> ir.BooleanValue:
+    return ~raw.isnan() & ~raw.isinf() & (raw == raw.floor())
+
+
+def _typed(spec: ColumnSpec, raw: ir.Column, id_form: str | None = None) -> ir.Value:
+    """``raw`` as the contract's type. An id read as floats reads 12347.0 as "12347", as
+    does a text id column written that way throughout (``id_form`` "decimal"); a fraction
+    stays as written, and a rule sets its row aside."""
     target = engine_dtype(spec)
+    if is_id(spec) and raw.type().is_floating():
+        return ibis.ifelse(_whole(raw), raw.try_cast("int64").cast("string"),  # type: ignore[arg-type]
+                           raw.cast("string"))
+    if id_form == "decimal":
+        return ibis.ifelse(raw.re_search(WHOLE_DECIMAL_TEXT),  # type: ignore[attr-defined]
+                           raw.re_replace(r"\.0+$", ""), raw)  # type: ignore[attr-defined]
     if raw.type() == target:
         return raw
     if spec.dtype == "date" and raw.type().is_timestamp():
@@ -252,23 +307,29 @@ def _typed(spec: ColumnSpec, raw: ir.Column) -> ir.Value:
     return raw.try_cast(target)
 
 
-def _typed_table(contract: TableContract, raw: ir.Table) -> ir.Table:
+def _typed_table(contract: TableContract, raw: ir.Table,
+                 id_forms: dict[str, str] | None = None) -> ir.Table:
     """The raw columns (prefixed with ``RAW_PREFIX``) and every contract column, typed, or its
-    default where the table lacks it."""
+    default where the table lacks it. ``id_forms``: text id columns holding decimal numbers
+    (:func:`_text_id_forms`)."""
     present = set(raw.columns)
     work = raw.rename({f"{RAW_PREFIX}{c}": c for c in raw.columns})
     typed: dict[str, ir.Value] = {}
     for spec in contract.columns:
         if spec.name in present:
-            typed[spec.name] = _typed(spec, work[f"{RAW_PREFIX}{spec.name}"])
+            typed[spec.name] = _typed(spec, work[f"{RAW_PREFIX}{spec.name}"],
+                                      (id_forms or {}).get(spec.name))
         else:
             typed[spec.name] = ibis.literal(spec.default, type=engine_dtype(spec))
     return work.mutate(**typed)  # type: ignore[arg-type]
 
 
 def _flag_rows(contract: TableContract, raw: ir.Table, now: datetime,
-               accounts: ir.Table | None, report: TableReport) -> tuple[ir.Table, list[_Rule]]:
-    """The raw table with typed contract columns, one flag per rule and the first reason."""
+               accounts: ir.Table | None, report: TableReport,
+               id_forms: dict[str, str] | None = None
+               ) -> tuple[ir.Table, list[_Rule], list[_Rule]]:
+    """The raw table with typed contract columns, one flag per rule and the first reason; and
+    the notes (rows loaded but read in a way worth a warning), flagged the same way."""
     present = set(raw.columns)
     missing = [c.name for c in contract.columns if c.required and c.name not in present]
     if missing:
@@ -279,10 +340,13 @@ def _flag_rows(contract: TableContract, raw: ir.Table, now: datetime,
     report.ignored_columns = [c for c in raw.columns if c not in contract.column_names]
     report.defaulted_columns = [c.name for c in contract.columns if c.name not in present]
 
-    work = _typed_table(contract, raw)
+    id_forms = id_forms or {}
+    work = _typed_table(contract, raw, id_forms)
 
     rules: list[_Rule] = []
+    notes: list[_Rule] = []
     flags: dict[str, ir.BooleanValue] = {}
+    noted: dict[str, ir.BooleanValue] = {}
 
     def add(rule: str, column: str, condition: ir.BooleanValue, **fmt: Any) -> None:
         flag = f"_bad_{len(rules)}"
@@ -290,10 +354,25 @@ def _flag_rows(contract: TableContract, raw: ir.Table, now: datetime,
         rules.append(_Rule(rule, column, flag,
                            RULE_TEXT[rule].format(column=column, **fmt)))
 
+    def note(column: str, condition: ir.BooleanValue, message: str) -> None:
+        flag = f"_note_{len(notes)}"
+        noted[flag] = condition.fill_null(False)
+        notes.append(_Rule("note", column, flag, message))
+
     for spec in contract.columns:
         value = work[spec.name]
         if spec.name in present:
             original = work[f"{RAW_PREFIX}{spec.name}"]
+            if is_id(spec) and original.type().is_floating():
+                add("fractional_id", spec.name, original.notnull() & ~_whole(original))
+                note(spec.name, _whole(original), WHOLE_NUMBER_ID)
+            elif id_forms.get(spec.name) == "decimal":
+                whole = original.re_search(WHOLE_DECIMAL_TEXT)  # type: ignore[attr-defined]
+                add("fractional_id", spec.name, original.notnull() & ~whole)
+                note(spec.name, whole, WHOLE_NUMBER_ID)
+            elif id_forms.get(spec.name) == "mixed":
+                add("mixed_id_forms", spec.name,
+                    original.re_search(DECIMAL_TEXT))  # type: ignore[attr-defined]
             if original.type() != engine_dtype(spec):
                 add("wrong_type", spec.name, original.notnull() & value.isnull(),
                     dtype=spec.dtype)
@@ -316,7 +395,7 @@ def _flag_rows(contract: TableContract, raw: ir.Table, now: datetime,
             add("future_timestamp", spec.name, value > limit, now=now.isoformat())  # type: ignore[operator]
     for earlier, later, rule in contract.ordered_pairs:
         add(rule, later, work[later] < work[earlier])  # type: ignore[operator]
-    work = work.mutate(**flags)  # type: ignore[arg-type]
+    work = work.mutate(**flags, **noted)  # type: ignore[arg-type]
     work = work.mutate(_ok=_none_of(work, [r.flag for r in rules]))
 
     if contract.unique_key:
@@ -348,7 +427,7 @@ def _flag_rows(contract: TableContract, raw: ir.Table, now: datetime,
 
     reason = ibis.cases(*[(work[r.flag], r.name) for r in rules], else_=ibis.null("string"))
     column = ibis.cases(*[(work[r.flag], r.column) for r in rules], else_=ibis.null("string"))
-    return work.mutate(_reason=reason, _column=column), rules
+    return work.mutate(_reason=reason, _column=column), rules, notes
 
 
 def _none_of(work: ir.Table, flags: list[str]) -> ir.BooleanValue:
@@ -365,10 +444,16 @@ def _raw_columns(flagged: ir.Table) -> dict[str, ir.Column]:
     return {c[len(RAW_PREFIX):]: flagged[c] for c in flagged.columns if c.startswith(RAW_PREFIX)}
 
 
-def _count(flagged: ir.Table, rules: list[_Rule], report: TableReport, table: str) -> None:
-    """Row counts for every rule in one pass over the table, then a few examples of each."""
+def _count(flagged: ir.Table, rules: list[_Rule], notes: list[_Rule], report: TableReport,
+           table: str, text_ids: list[str]) -> dict[str, int]:
+    """Row counts for every rule and note in one pass over the table, then a few examples of
+    each. Returns, for each of ``text_ids``, how many of its values hold a dot: a cheap probe
+    in the same pass for ids a spreadsheet wrote as decimals (12347.0)."""
     metrics = {"rows_in": flagged.count(), "rows_bad": flagged._reason.notnull().sum()}
     metrics.update({r.flag: flagged[r.flag].sum() for r in rules})
+    metrics.update({n.flag: (flagged[n.flag] & flagged._reason.isnull()).sum() for n in notes})
+    metrics.update({f"_dots_{c}": flagged[f"{RAW_PREFIX}{c}"].contains(".").fill_null(False)
+                    .sum() for c in text_ids})
     counts = flagged.aggregate(**metrics).execute().iloc[0]
     report.rows_in = int(counts["rows_in"])
     report.rows_quarantined = int(counts["rows_bad"] or 0)
@@ -383,6 +468,45 @@ def _count(flagged: ir.Table, rules: list[_Rule], report: TableReport, table: st
             table=table, rule=rule.name, column=rule.column, rows=rows, message=rule.message,
             examples=[{k: _jsonable(v) for k, v in row.items()}
                       for row in sample.to_dict(orient="records")]))
+    for note in notes:
+        rows = int(counts[note.flag] or 0)
+        if rows == 0:
+            continue
+        sample = flagged.filter(flagged[note.flag]).select(
+            **{note.column: flagged[f"{RAW_PREFIX}{note.column}"]}).distinct().limit(
+            EXAMPLES).execute()
+        report.warnings.append(LoadWarning(
+            table=table, column=note.column, rows=rows, message=note.message,
+            rule="whole_number_id",
+            examples=[{k: _jsonable(v) for k, v in row.items()}
+                      for row in sample.to_dict(orient="records")]))
+    return {c: int(counts[f"_dots_{c}"] or 0) for c in text_ids}
+
+
+def _text_ids(contract: TableContract, raw: ir.Table) -> list[str]:
+    """The id columns of ``raw`` held as text (the ones to probe for decimal numbers)."""
+    return [spec.name for spec in contract.columns
+            if is_id(spec) and spec.name in raw.columns and raw[spec.name].type().is_string()]
+
+
+def _text_id_forms(raw: ir.Table, dotted: dict[str, int]) -> dict[str, str]:
+    """How each text id column holding dots writes its ids: "decimal" when every id is a
+    decimal number (a float column exported as text: whole ones read as integers), "mixed"
+    when decimal numbers sit beside other forms (12347.0 beside 12347): ambiguous, so the
+    decimal ones are set aside. Columns without a decimal number are left out."""
+    columns = [c for c, rows in dotted.items() if rows]
+    if not columns:
+        return {}
+    counts = raw.aggregate(**{
+        f"{c}__{what}": metric for c in columns for what, metric in (
+            ("decimal", raw[c].re_search(DECIMAL_TEXT).fill_null(False).sum()),  # type: ignore[attr-defined]
+            ("present", raw[c].notnull().sum()))}).execute().iloc[0]
+    forms = {}
+    for c in columns:
+        decimal, present = int(counts[f"{c}__decimal"] or 0), int(counts[f"{c}__present"] or 0)
+        if decimal:
+            forms[c] = "decimal" if decimal == present else "mixed"
+    return forms
 
 
 def _warn_formulas(flagged: ir.Table, contract: TableContract, report: TableReport) -> None:
@@ -401,7 +525,7 @@ def _warn_formulas(flagged: ir.Table, contract: TableContract, report: TableRepo
         if rows == 0:
             continue
         sample = loaded.filter(starts[column]).select(column).limit(EXAMPLES).execute()
-        report.warnings.append(Issue(
+        report.warnings.append(LoadWarning(
             table=contract.name, rule="formula_text", column=column, rows=rows,
             message=FORMULA_TEXT,
             examples=[{column: _jsonable(v)} for v in sample[column]]))

@@ -224,6 +224,9 @@ class KpiAnswer(BaseModel):
     months: list[dict[str, Any]] = Field(description="One object per month: `month` and each "
                                          "KPI of `definitions` (null when undefined), plus "
                                          "`health_tiers` where a score table exists.")
+    absent: dict[str, str] = Field(default_factory=dict, description="The KPIs this history "
+                                   "cannot give (null in every month), each with the table it "
+                                   "would need.")
 
 
 class Interval(BaseModel):
@@ -670,7 +673,8 @@ def create_app(settings: Settings) -> FastAPI:
         months = [{**m, "health_tiers": tiers.get(m["month"])} for m in runtime.kpis["months"]
                   if (first is None or m["month"] >= first.isoformat())
                   and (last is None or m["month"] <= last.isoformat())]
-        return {"definitions": runtime.kpis["definitions"], "months": months}
+        return {"definitions": runtime.kpis["definitions"],
+                "absent": runtime.kpis.get("absent", {}), "months": months}
 
     register_pages(app, settings, keys, runtime, what_if_budget)
 

@@ -27,6 +27,10 @@ from churnlens.training.matrix import load_snapshots
 REPORT = "forecast.json"
 
 
+class NoRevenue(ValueError):
+    """The history holds no ARR to forecast: retraining cannot help, only subscriptions can."""
+
+
 def report_path(settings: Settings) -> Path:
     return settings.layout.reports / REPORT
 
@@ -34,10 +38,15 @@ def report_path(settings: Settings) -> Path:
 def run_forecast(settings: Settings, quarters: int = 12) -> dict[str, Any]:
     """The forward forecast and the backtest, written to HOME/reports/forecast.json."""
     bundle = champion(settings)
+    snapshot, as_of = latest_snapshot(settings)
+    if "mrr" not in snapshot or not (pd.to_numeric(snapshot["mrr"], errors="coerce") > 0).any():
+        raise NoRevenue(
+            f"no ARR to forecast: the snapshots of {as_of} carry no MRR (no subscriptions "
+            "table in the history); GRR and NRR need subscriptions with MRR")
     if bundle.revenue is None:
         raise BundleError(f"model {bundle.version} has no revenue model (trained before "
-                          "churnlens forecast existed, or on snapshots without MRR): retrain it")
-    snapshot, as_of = latest_snapshot(settings)
+                          "churnlens forecast existed, or on snapshots without ARR a horizon "
+                          "apart): retrain it with `churnlens train`")
     ranking = score_probabilities(bundle, snapshot, settings)
     ahead: dict[str, Any] = {"portfolio": revenue_of(ranking, bundle.revenue)}
     for segment, rows in ranking.groupby("segment"):

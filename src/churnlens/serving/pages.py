@@ -305,10 +305,13 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
                                      "page": number})
 
         kpis = runtime.kpis["months"][-12:] if runtime.kpis else []
+        absent = (runtime.kpis or {}).get("absent", {})
         cards = [{"title": title, "value": fmt(kpis[-1].get(key), style) if kpis else NONE,
                   "month": kpis[-1]["month"][:7] if kpis else "",
                   "spark": sparkline([m.get(key) for m in kpis]),
-                  "definition": DEFINITIONS[key]} for key, title, style in KPI_CARDS]
+                  "definition": DEFINITIONS[key] + (f" Absent here: {absent[key]}."
+                                                    if key in absent else "")}
+                 for key, title, style in KPI_CARDS]
         tiers = served.ranking["tier"].value_counts().to_dict()
         return page(request, "portfolio.html", user=user, served=served, rows=rows,
                     cards=cards, kpi_problem=runtime.kpi_problem, tiers=tiers,
@@ -436,7 +439,8 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
                     segments=segment_rows(report.get("segments") or {}),
                     segment_flags=(report.get("segments") or {}).get("flags", []),
                     segment_review=bool(report.get("segments")),
-                    backtest=(read_report(settings) or {}).get("backtest"))
+                    backtest=(read_report(settings) or {}).get("backtest"),
+                    has_arr=revenue_of(served.ranking) is not None)
 
     @app.get("/model/plots/{name}", include_in_schema=False)
     def model_plot(request: Request, name: str) -> Response:

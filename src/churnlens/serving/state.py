@@ -141,8 +141,12 @@ def _number(value: Any) -> float | None:
 def revenue_of(ranking: pd.DataFrame, model: RevenueModel | None = None
                ) -> dict[str, Any] | None:
     """ARR, ARR at risk and expected expansion ARR summed over these accounts (a segment, a
-    CSM's book, all), and their GRR/NRR forecast when the model carries a revenue model."""
-    if "arr_at_risk" not in ranking:
+    CSM's book, all), and their GRR/NRR forecast when the model carries a revenue model.
+    None where the accounts carry no ARR at all (a history without subscriptions): absent,
+    not zero; ``expected_expansion_arr`` and ``forecast`` are None where there is no revenue
+    model."""
+    if "arr_at_risk" not in ranking or not np.isfinite(
+            pd.to_numeric(ranking["arr"], errors="coerce").to_numpy(float)).any():
         return None
     out: dict[str, Any] = {"accounts": len(ranking), "arr": float(np.nansum(ranking["arr"])),
                            "arr_at_risk": float(np.nansum(ranking["arr_at_risk"])),

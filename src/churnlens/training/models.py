@@ -158,7 +158,11 @@ def fit_baseline(x: pd.DataFrame, y: np.ndarray, seed: int) -> Pipeline:
     numbers = make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
                                           keep_empty_features=True),
                             FunctionTransformer(_signed_log), StandardScaler())
-    levels = make_pipeline(SimpleImputer(strategy="constant", fill_value="(missing)"),
+    # keep_empty_features: a column empty in every row (no industry or region recorded) reads
+    # as one "(missing)" level; without it the imputer drops the column, and with every
+    # categorical column empty the encoder is handed no column at all and raises
+    levels = make_pipeline(SimpleImputer(strategy="constant", fill_value="(missing)",
+                                         keep_empty_features=True),
                            OneHotEncoder(handle_unknown="ignore"))
     prepare = ColumnTransformer([("numbers", numbers, numeric),
                                  ("levels", levels, categorical)])
