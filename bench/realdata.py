@@ -54,7 +54,9 @@ def churnlens(home: Path, *args: str) -> None:
 
 
 def read_snapshots(home: Path) -> pd.DataFrame:
-    frame = pd.read_parquet(home / "features" / "snapshots")
+    """Every snapshot partition (as_of=YYYY-MM-DD/part-0.parquet), as_of a date."""
+    parts = sorted((home / "features" / "snapshots").glob("as_of=*/*.parquet"))
+    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     frame["as_of"] = pd.to_datetime(frame["as_of"].astype(str)).dt.date
     return frame
 
@@ -137,7 +139,17 @@ def bootstrap(y: np.ndarray, scores: dict[str, np.ndarray], best_peer: str,
     return ci, (float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)))
 
 
-def run_cut(work: Path, cut: str) -> dict[str, float]:
+def _run_product(home: Path, truth_home: Path, raw: Path, common: list[str]) -> None:
+    """The product as a user runs it on the history before the cut, and the truth after it."""
+    churnlens(home, "validate", "--data", str(raw / "cut" / "raw"), "--churn-definition",
+              "inactivity")
+    churnlens(home, "features", "--data", str(raw / "cut" / "raw"), *common)
+    churnlens(home, "train")
+    churnlens(home, "score", "--top", "0")
+    churnlens(truth_home, "features", "--data", str(raw / "full" / "raw"), *common)
+
+
+def run_cut(work: Path, cut: str, reuse: bool = False) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     print(f"\n== cut {cut}", flush=True)
@@ -146,12 +158,10 @@ def run_cut(work: Path, cut: str) -> dict[str, float]:
                    stdout=subprocess.DEVNULL)
     home, truth_home = work / f"home-{cut}", work / f"truth-{cut}"
     common = ["--churn-definition", "inactivity", "--money-event", MONEY_EVENT]
-    churnlens(home, "validate", "--data", str(raw / "cut" / "raw"), "--churn-definition",
-              "inactivity")
-    churnlens(home, "features", "--data", str(raw / "cut" / "raw"), *common)
-    churnlens(home, "train")
-    churnlens(home, "score", "--top", "0")
-    churnlens(truth_home, "features", "--data", str(raw / "full" / "raw"), *common)
+    if reuse and (home / "scores" / f"{cut}.parquet").is_file() and truth_home.is_dir():
+        print("  reusing the homes of an earlier run (--reuse)")
+    else:
+        _run_product(home, truth_home, raw, common)
 
     as_of = date.fromisoformat(cut)
     scores = pd.read_parquet(home / "scores" / f"{cut}.parquet")
@@ -198,12 +208,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cut", action="append", help="cut date(s); default both of the README")
     parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --keep: reuse the trained homes an earlier run left there")
     args = parser.parse_args()
     if not DEVSET.is_dir():
         raise SystemExit(f"the development set is not here: {DEVSET} (it lives in ../shared)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="churnlens-realdata-"))
     work.mkdir(parents=True, exist_ok=True)
-    results = {cut: run_cut(work, cut) for cut in (args.cut or CUTS)}
+    results = {cut: run_cut(work, cut, args.reuse) for cut in (args.cut or CUTS)}
     print("\nsummary: " + "; ".join(f"{cut}: churnlens {r['auc']:.3f}, best peer "
                                      f"{r['best_peer']:.3f}" for cut, r in results.items()))
 
