@@ -8,6 +8,7 @@ accounts, labels and training snapshots, from the raw events:
 
 - recency alone (days since the last event; no fitting);
 - an RFM logistic regression (log recency, purchases and spend in the last 365 days, tenure);
+  a purchase is an invoice (the lines of one invoice share its timestamp);
 - LightGBM, untuned (300 trees, 15 leaves), on eight RFM columns (recency, tenure, purchases
   all-time / 365 d / 90 d, spend 365 d / 90 d, mean gap between purchase days).
 
@@ -74,11 +75,13 @@ def rfm(events: pd.DataFrame, accounts: pd.DataFrame, keys: pd.DataFrame) -> pd.
         by = seen.assign(age=age, buy=buys, spend=np.where(buys, seen["quantity"], 0.0),
                          day=seen["event_ts"].dt.floor("D"))
         grouped = by.groupby("account_id")
+        # a purchase is an invoice: its lines share the invoice's timestamp
+        orders = by[by["buy"]].drop_duplicates(["account_id", "event_ts"])
         out = pd.DataFrame({
             "recency": grouped["age"].min(),
-            "purchases_all": grouped["buy"].sum(),
-            "purchases_365": by[by["age"] < 365].groupby("account_id")["buy"].sum(),
-            "purchases_90": by[by["age"] < 90].groupby("account_id")["buy"].sum(),
+            "purchases_all": orders.groupby("account_id").size(),
+            "purchases_365": orders[orders["age"] < 365].groupby("account_id").size(),
+            "purchases_90": orders[orders["age"] < 90].groupby("account_id").size(),
             "spend_365": by[by["age"] < 365].groupby("account_id")["spend"].sum(),
             "spend_90": by[by["age"] < 90].groupby("account_id")["spend"].sum(),
         })
