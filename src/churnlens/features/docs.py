@@ -52,9 +52,10 @@ def catalogue() -> str:
               f"Expanded at build time over the history's {VOCABULARY_SIZE} most frequent event "
               "types (ties by name), one feature per event type and window. An event name is "
               "spelt in feature names as its slug: lower case, runs of other characters as "
-              f"one `_`, at most {SLUG_LENGTH} characters; names whose slugs collide each get an 8-digit "
-              "tag of their own name appended (`add_to_cart_0e940835`). The chosen event types "
-              "and slugs are recorded in the snapshot manifest and in each model bundle.", "",
+              f"one `_`, at most {SLUG_LENGTH} characters; names whose slugs collide each get "
+              "an 8-digit tag of their own name appended (`add_to_cart_0e940835`). The chosen "
+              "event types and slugs are recorded in the snapshot manifest and in each model "
+              "bundle.", "",
               "| family | feature names | pillar | definition | unit | windows | applies to | "
               "example sentence |",
               "|---|---|---|---|---|---|---|---|"]

@@ -371,9 +371,10 @@ def family(*, name: str, days: tuple[int, ...], measure: str, pillar: Pillar, un
             raise ValueError(f"feature family {fn.__name__} declared twice")
         doc = (inspect.getdoc(fn) or "").splitlines()[0].rstrip(".")
         FAMILIES[fn.__name__] = FeatureFamily(
-            name=fn.__name__, pattern=name, pillar=pillar, description=doc, unit=unit, sentence=sentence,
-            days=days, measure=measure, compute=fn, higher_is_riskier=higher_is_riskier,
-            fill=fill, only=only or (lambda event: True), applies_to=applies_to)
+            name=fn.__name__, pattern=name, pillar=pillar, description=doc, unit=unit,
+            sentence=sentence, days=days, measure=measure, compute=fn,
+            higher_is_riskier=higher_is_riskier, fill=fill, only=only or (lambda event: True),
+            applies_to=applies_to)
         return fn
 
     return register

@@ -80,7 +80,7 @@ class SnapshotPlan:
     None: the build reads them itself."""
     events: int | None = None
     """Usage events in the history, counted in the same scan; None: unknown."""
-    vocabulary: Vocabulary = Vocabulary()
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
     """The event types the feature families were expanded over (``registry.FAMILIES``)."""
     generated: tuple[str, ...] = ()
     """The features expanded from them: a part of ``features``, after the declared ones."""
@@ -277,7 +277,8 @@ def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
         present_tables.add(MONEY)
     feature_set = sets[spec.feature_set]
     features, absent = feature_set.available(present_tables)
-    vocabulary, generated = Vocabulary(), ()
+    vocabulary = Vocabulary()
+    generated: tuple[str, ...] = ()
     if feature_set.families:
         # the families' features are data-dependent: expanded over this history's commonest
         # event types, registered so every reader resolves them like declared ones
