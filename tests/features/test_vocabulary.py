@@ -7,6 +7,7 @@ leakage property test runs the generated columns with the rest.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from churnlens.features.registry import (
     REGISTRY,
     VOCABULARY_SIZE,
     choose_vocabulary,
+    load_all,
     register_vocabulary,
     slug_of,
 )
@@ -59,6 +61,16 @@ def test_slugs_are_column_safe_and_deterministic() -> None:
     assert alone.events[0].slug == slugs["Add to cart"]
 
 
+@pytest.fixture
+def registry_kept() -> Iterator[None]:
+    """The registry as it was before the test: what it generates stays in it."""
+    before = dict(load_all())
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)
+
+
+@pytest.mark.usefixtures("registry_kept")
 def test_generated_features_take_the_template_and_skip_money_quantities() -> None:
     vocabulary = choose_vocabulary({"order": (10, True), "page {view}": (50, False),
                                     "items": (20, True)}, money_event="order")
