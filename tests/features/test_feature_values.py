@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from churnlens.features.registry import load_all
+from churnlens.features.registry import declared, load_all
 from churnlens.features.snapshots import SnapshotSpec, plan, snapshot_table
 from churnlens.raw.loader import open_source
 from churnlens.raw.mapping import Mapping
@@ -263,6 +263,22 @@ EXPECTED: dict[str, tuple[Any, ...]] = {
     "order_value_365d": (7.0, 125.0, None, None),
     "spend_rate_365d": (14 * 30 / 365, 250 * 30 / 365, 0.0, 0.0),
     "spend_trend_90d": (10 / 4, None, None, None),
+    # ------------------------------------------------------------------ event vocabulary
+    # events in the history (any date): dashboard_view 17, workflow_run 7, api_call 5,
+    # integration_sync 3, export 1 and report_create 1: the top five take export (the tie
+    # is broken by name). Quantities vary for workflow_run and api_call (the money event,
+    # spend already); dashboard_view and integration_sync are all 1, export has one row.
+    "events_90d__dashboard_view": (4, 0, 2, 0),  # acme ages 1, 8, 60, 61; cara 18, 20
+    "events_365d__dashboard_view": (7, 1, 2, 1),  # acme adds 91, 180, 181; bolt 150; dove 304
+    "events_90d__workflow_run": (3, 0, 0, 0),  # acme 1, 15, 45 (the one on T is not seen)
+    "events_365d__workflow_run": (3, 0, 0, 1),  # dove 213
+    "events_90d__api_call": (1, 3, 0, 0),  # acme 30 (100 is out); bolt 3, 3, 40
+    "events_365d__api_call": (2, 3, 0, 0),
+    "events_90d__integration_sync": (1, 1, 0, 0),  # acme 90 (on the edge); bolt 29
+    "events_365d__integration_sync": (1, 1, 0, 0),
+    "events_90d__export": (1, 0, 0, 0),  # acme 31
+    "events_365d__export": (1, 0, 0, 0),
+    "quantity_90d__workflow_run": (4.0, 0.0, 0.0, 0.0),  # acme 1 + 2 + 1
     # ------------------------------------------------------------------ support
     # acme tickets seen at T (age): tA1 (2), tA2 (30), tA3 (31), tA4 (10, resolved after T),
     # tA5 (5, resolved exactly at T), tA6 (90), tA7 (91), tA8 (100, open), tA11 (20);
@@ -365,8 +381,11 @@ def _row(frame: pd.DataFrame, account: str, as_of: date) -> pd.Series:
     return rows.iloc[0]
 
 
-def test_every_feature_has_a_hand_computed_value() -> None:
-    registry = load_all()
+def test_every_feature_has_a_hand_computed_value(frame: pd.DataFrame) -> None:
+    """Every declared feature, and every feature the families make for this company's
+    vocabulary (``frame``'s build registered them)."""
+    registry = set(declared()) | {n for n in frame.columns if n in load_all()
+                                  and load_all()[n].generated is not None}
     assert set(EXPECTED) == set(registry), (
         f"missing: {sorted(set(registry) - set(EXPECTED))}, "
         f"unknown: {sorted(set(EXPECTED) - set(registry))}")

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from churnlens.features.registry import load_all
+from churnlens.features.registry import declared
 from churnlens.features.snapshots import SnapshotSpec, plan, snapshot_table
 from churnlens.raw.loader import open_source
 from churnlens.raw.mapping import Mapping
@@ -241,7 +241,8 @@ def test_inactivity_plan_reports_the_features_it_cannot_compute(
     snapshot_plan = plan(history.tables, spec, dates=[T])
     assert set(snapshot_plan.absent_features) == ABSENT_WITHOUT_SUBSCRIPTIONS_TICKETS_SURVEYS
     assert not set(snapshot_plan.features) & ABSENT_WITHOUT_SUBSCRIPTIONS_TICKETS_SURVEYS
-    assert len(snapshot_plan.features) == (len(load_all())
+    assert snapshot_plan.generated, "the event vocabulary needs only usage events"
+    assert len(snapshot_plan.features) == (len(declared()) + len(snapshot_plan.generated)
                                            - len(ABSENT_WITHOUT_SUBSCRIPTIONS_TICKETS_SURVEYS))
     assert snapshot_plan.absent_reason["spend_rate_365d"] == "needs the money_event setting"
     assert snapshot_plan.absent_reason["mrr"] == "needs subscriptions"

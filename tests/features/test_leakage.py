@@ -503,6 +503,8 @@ def _snapshot(backend: ibis.BaseBackend, tables: dict[str, ir.Table], spec: Snap
     """The snapshot at AS_OF of the universe the views show, and the feature names."""
     if spec not in _QUERIES:
         p = plan(tables, spec, dates=[AS_OF])
+        # the features generated from the event vocabulary are compared like the rest
+        assert p.generated and set(p.generated) <= set(p.features)
         # one query: the compiled SQL is re-run over the views after they move
         expr = snapshot_table(tables, backend, spec, p, materialize=False)
         expr.execute()  # registers the expression's in-memory tables; the cache keeps them

@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import sys
 
-from churnlens.features.registry import PILLARS_ORDER, TIMESTAMP_RULE, feature_sets, load_all
+from churnlens.features.registry import (
+    FAMILIES,
+    PILLARS_ORDER,
+    SLUG_LENGTH,
+    TIMESTAMP_RULE,
+    VOCABULARY_SIZE,
+    VocabularyEvent,
+    declared,
+    feature_sets,
+)
 
 
 def catalogue() -> str:
-    registry = load_all()
+    """The declared features by pillar, then the families a build expands over its history."""
+    registry = declared()
     lines = [
         "# Feature catalogue",
         "",
@@ -38,6 +48,25 @@ def catalogue() -> str:
             lines.append(f"| `{f.name}` | {f.description} | {f.unit} | {window} | {reads} | "
                          f"{example} |")
         lines.append("")
+    lines += ["## Event vocabulary (families)", "",
+              f"Expanded at build time over the history's {VOCABULARY_SIZE} most frequent event "
+              "types (ties by name), one feature per event type and window. An event name is "
+              "spelt in feature names as its slug: lower case, runs of other characters as "
+              f"one `_`, at most {SLUG_LENGTH} characters; names whose slugs collide each get "
+              "an 8-digit tag of their own name appended (`add_to_cart_0e940835`). The chosen "
+              "event types and slugs are recorded in the snapshot manifest and in each model "
+              "bundle.", "",
+              "| family | feature names | pillar | definition | unit | windows | applies to | "
+              "example sentence |",
+              "|---|---|---|---|---|---|---|---|"]
+    for template in FAMILIES.values():
+        windows = ", ".join(f"{d} days" for d in template.days)
+        example = template.feature(VocabularyEvent("add to cart", "add_to_cart"),
+                                   template.days[0]).explain(3)
+        lines.append(f"| `{template.name}` | `{template.pattern}` | {template.pillar} | "
+                     f"{template.description} | {template.unit} | {windows} | "
+                     f"{template.applies_to} | {example} |")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -51,7 +51,10 @@ def build_features(history: History, spec: SnapshotSpec, root: Path, full: bool 
             f"the history ({snapshot_plan.history_start} to {snapshot_plan.history_end}) is too "
             f"short for a {spec.grid} snapshot grid")
     settings = store.manifest_settings(spec)
-    fp = store.fingerprint(settings, snapshot_plan.features)
+    # the vocabulary's event types and slugs, not their counts: a new top set (or a slug
+    # now bound to another event) rebuilds every snapshot, appended rows alone do not
+    fp = store.fingerprint({**settings, "vocabulary": snapshot_plan.vocabulary.definition()},
+                           snapshot_plan.features)
     started = time.perf_counter()
     prints, method, error = _raw_prints(history, snapshot_plan.dates, spec.horizon_days)
     fingerprint_seconds = time.perf_counter() - started
@@ -73,6 +76,7 @@ def build_features(history: History, spec: SnapshotSpec, root: Path, full: bool 
     manifest = {
         "fingerprint": fp, "settings": settings, "features": list(snapshot_plan.features),
         "absent_features": snapshot_plan.absent_reason,
+        "vocabulary": snapshot_plan.vocabulary.as_json(),
         "history_start": str(snapshot_plan.history_start),
         "history_end": str(snapshot_plan.history_end),
         "data_method": method,
@@ -152,6 +156,8 @@ def run_report(root: Path, snapshot_plan: SnapshotPlan, entries: list[dict[str, 
                                 if len(labelled) else None) for label in LABELS},
         "features": len(snapshot_plan.features),
         "absent_features": snapshot_plan.absent_reason,
+        "vocabulary": snapshot_plan.vocabulary.as_json(),
+        "generated_features": list(snapshot_plan.generated),
         "null_rates": {name: float(frame[name].isna().mean())
                        for name in snapshot_plan.features if name in frame},
         "pillars": _count_by_pillar(snapshot_plan.features),

@@ -9,9 +9,11 @@ whose parameters name its inputs; the pipeline (``snapshots.py``) wires them.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -70,6 +72,9 @@ class Feature:
     """For derived features: the names of the features they are computed from."""
     fill: float | None = None
     """Value for an account with no rows in the source (e.g. 0 tickets), when the table exists."""
+    generated: Generated | None = None
+    """For a feature expanded from a family: which family, event type and window; None for a
+    declared one."""
 
     def explain(self, value: object) -> str:
         """The registry's sentence for ``value``, as a CSM reads it."""
@@ -191,6 +196,242 @@ def _derived_inputs(fn: Callable[..., ir.Value]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a or b for a, b in names))
 
 
+# --------------------------------------------------------------------------- families
+
+VOCABULARY_SIZE = 5
+"""Event types of the vocabulary: the most frequent ones of the history. Each adds two to
+three features, and a long tail of rare events would add columns that are zero almost
+everywhere."""
+SLUG_LENGTH = 40
+"""Longest slug of an event name in a feature name."""
+
+
+@dataclass(frozen=True)
+class VocabularyEvent:
+    """One event type of the history's vocabulary, as a build chose it."""
+
+    event: str
+    """The event name as the history spells it."""
+    slug: str
+    """Its spelling in feature and column names: ``[a-z0-9_]``, unique in the vocabulary."""
+    rows: int = 0
+    """Its events in the history when it was chosen (what ranked it)."""
+    sums_quantity: bool = False
+    """Whether its quantity is summed: it varies, and the event is not the money event (whose
+    quantities are spend already)."""
+
+    def measure(self, what: str) -> str:
+        """The per-account measure of this event: ``<what>__<slug>``, e.g. ``events__export``."""
+        return f"{what}__{self.slug}"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The event types whose counts (and quantities) a build computes apart, in rank order."""
+
+    events: tuple[VocabularyEvent, ...] = ()
+
+    def as_json(self) -> list[dict[str, object]]:
+        return [{"event": e.event, "slug": e.slug, "rows": e.rows,
+                 "sums_quantity": e.sums_quantity} for e in self.events]
+
+    def definition(self) -> list[list[object]]:
+        """What the vocabulary means for the stored columns (not how often each event was
+        seen): part of the store's fingerprint, so a new top set rebuilds every snapshot."""
+        return [[e.event, e.slug, e.sums_quantity] for e in self.events]
+
+    @staticmethod
+    def from_json(rows: Iterable[dict[str, object]] | None) -> Vocabulary:
+        return Vocabulary(tuple(
+            VocabularyEvent(event=str(r["event"]), slug=str(r["slug"]),
+                            rows=int(r.get("rows") or 0),  # type: ignore[call-overload]
+                            sums_quantity=bool(r.get("sums_quantity")))
+            for r in rows or ()))
+
+
+def slug_of(event: str) -> str:
+    """An event name spelt for a column: lower case, runs of anything but ``[a-z0-9]`` as one
+    ``_``, at most ``SLUG_LENGTH`` characters (``"Add to cart"`` -> ``add_to_cart``)."""
+    text = re.sub(r"[^a-z0-9]+", "_", event.lower()).strip("_")[:SLUG_LENGTH].strip("_")
+    return text or "event"
+
+
+def _tag(event: str) -> str:
+    return hashlib.sha256(event.encode()).hexdigest()[:8]
+
+
+def choose_vocabulary(per_event: dict[str, tuple[int, bool]], money_event: str | None,
+                      size: int = VOCABULARY_SIZE) -> Vocabulary:
+    """The ``size`` most frequent event types (ties by name), each with a unique slug.
+
+    ``per_event`` maps an event name to (events, whether its quantity varies). Names whose
+    slugs collide (``"Add to cart"`` and ``"add-to-cart"``) each get an 8-digit tag of their
+    own name appended, so a name's slug depends only on which names it collides with, never on
+    the order they were read in.
+    """
+    ranked = sorted(per_event.items(), key=lambda item: (-item[1][0], item[0]))[:size]
+    bases = {name: slug_of(name) for name, _ in ranked}
+    taken: dict[str, int] = {}
+    for base in bases.values():
+        taken[base] = taken.get(base, 0) + 1
+    slugs = {name: base if taken[base] == 1 else f"{base}_{_tag(name)}"
+             for name, base in bases.items()}
+    if len(set(slugs.values())) != len(slugs):
+        raise ValueError(f"event names whose slugs cannot be told apart: {sorted(slugs)}")
+    return Vocabulary(tuple(
+        VocabularyEvent(event=name, slug=slugs[name], rows=rows,
+                        sums_quantity=varies and name != money_event)
+        for name, (rows, varies) in ranked))
+
+
+@dataclass(frozen=True)
+class Generated:
+    """Where a generated feature comes from: its family, its event type and its window."""
+
+    family: str
+    event: VocabularyEvent
+    days: int
+
+    @property
+    def measure(self) -> str:
+        """The per-account measure the feature sums (``events__<slug>``)."""
+        return self.event.measure(FAMILIES[self.family].measure)
+
+
+@dataclass(frozen=True)
+class FeatureFamily:
+    """One template, expanded into a feature per (event type, window) of the vocabulary.
+
+    ``name`` is the template function's; ``pattern`` (the feature names), ``description`` and
+    ``sentence`` say ``{days}`` and ``{event}`` where the window and the event go (a feature
+    name takes the event's slug, the words its own name); pillar, unit
+    and direction are the template's. ``measure`` is what the engine sums per event type
+    (``sources.roll_up_events``), ``only`` which event types the family applies to.
+    """
+
+    name: str
+    pattern: str
+    pillar: Pillar
+    description: str
+    unit: str
+    sentence: str
+    days: tuple[int, ...]
+    measure: str
+    compute: Callable[..., ir.Value]
+    higher_is_riskier: bool | None = None
+    fill: float | None = None
+    only: Callable[[VocabularyEvent], bool] = field(default=lambda event: True)
+    applies_to: str = "every event type of the vocabulary"
+    """``only`` in words, for the catalogue."""
+
+    def feature(self, event: VocabularyEvent, days: int) -> Feature:
+        """The ordinary feature this family makes for ``event`` over ``days``."""
+        import functools
+
+        words = event.event.replace("{", "{{").replace("}", "}}")  # survives str.format
+        return Feature(
+            name=self.pattern.format(days=days, event=event.slug), pillar=self.pillar,
+            description=self.description.replace("{days}", str(days)).replace(
+                "{event}", event.event),
+            unit=self.unit,
+            sentence=self.sentence.replace("{days}", str(days)).replace("{event}", words),
+            source="usage", compute=functools.partial(self.compute, days=days,
+                                                      measure=event.measure(self.measure)),
+            window_days=days, higher_is_riskier=self.higher_is_riskier,
+            needs=SOURCE_TABLES["usage"], fill=self.fill,
+            generated=Generated(family=self.name, event=event, days=days))
+
+    def expand(self, vocabulary: Vocabulary) -> list[Feature]:
+        return [self.feature(event, days) for days in self.days
+                for event in vocabulary.events if self.only(event)]
+
+
+FAMILIES: dict[str, FeatureFamily] = {}
+"""Feature families by the name of their template function, declared by ``family``."""
+
+
+def family(*, name: str, days: tuple[int, ...], measure: str, pillar: Pillar, unit: str,
+           sentence: str, higher_is_riskier: bool | None = None, fill: float | None = None,
+           only: Callable[[VocabularyEvent], bool] | None = None,
+           applies_to: str = "every event type of the vocabulary"
+           ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
+    """Declare the decorated function as a family of per-event-type usage features, named
+    ``name`` (a pattern with ``{days}`` and ``{event}``).
+
+    The function takes ``usage``, ``days`` and ``measure`` (the per-account measure of one
+    event type, ``<measure>__<slug>``) and reads it through ``sources.account_measure``, so
+    the window and the event type are values it is given, never literals of its own.
+    """
+
+    def register(fn: Callable[..., ir.Value]) -> Callable[..., ir.Value]:
+        params = list(inspect.signature(fn).parameters)
+        if params != ["usage", "days", "measure"]:
+            raise TypeError(f"{fn.__name__}: parameters (usage, days, measure), got {params}")
+        if fn.__name__ in FAMILIES:
+            raise ValueError(f"feature family {fn.__name__} declared twice")
+        doc = (inspect.getdoc(fn) or "").splitlines()[0].rstrip(".")
+        FAMILIES[fn.__name__] = FeatureFamily(
+            name=fn.__name__, pattern=name, pillar=pillar, description=doc, unit=unit,
+            sentence=sentence, days=days, measure=measure, compute=fn,
+            higher_is_riskier=higher_is_riskier, fill=fill, only=only or (lambda event: True),
+            applies_to=applies_to)
+        return fn
+
+    return register
+
+
+def register_vocabulary(vocabulary: Vocabulary) -> tuple[str, ...]:
+    """Expand every family over ``vocabulary`` into ``REGISTRY``; the generated names, in
+    family, window and rank order.
+
+    Called wherever a vocabulary is read back (a build's plan, the store's manifest, a model
+    bundle), so a generated feature resolves like a declared one in any process. A name
+    registered by an earlier vocabulary is replaced: its definition follows the latest.
+    """
+    load_all()
+    names = []
+    for template in FAMILIES.values():
+        for generated in template.expand(vocabulary):
+            existing = REGISTRY.get(generated.name)
+            if existing is not None and existing.generated is None:
+                raise ValueError(f"generated feature {generated.name} would replace a declared "
+                                 "one")
+            REGISTRY[generated.name] = generated
+            names.append(generated.name)
+    return tuple(names)
+
+
+def register_generated(entries: dict[str, dict[str, object]]) -> None:
+    """Re-register generated features from their records (``generated_record``), as a model
+    bundle keeps them: ``{name: {"family": ..., "event": ..., "slug": ..., "days": ...}}``."""
+    load_all()
+    for name, record in entries.items():
+        template = FAMILIES.get(str(record["family"]))
+        if template is None:
+            raise KeyError(f"{name}: no feature family {record['family']!r} in this churnlens")
+        event = VocabularyEvent(event=str(record["event"]), slug=str(record["slug"]))
+        feature_ = template.feature(event, int(record["days"]))  # type: ignore[call-overload]
+        if feature_.name != name:
+            raise ValueError(f"{name}: its record makes {feature_.name}")
+        if name in REGISTRY and REGISTRY[name].generated is None:
+            raise ValueError(f"generated feature {name} would replace a declared one")
+        REGISTRY[name] = feature_
+
+
+def generated_record(name: str) -> dict[str, object] | None:
+    """What re-creates a generated feature in another process (None for a declared one)."""
+    origin = REGISTRY[name].generated
+    if origin is None:
+        return None
+    return {"family": origin.family, "event": origin.event.event, "slug": origin.event.slug,
+            "days": origin.days}
+
+
+def declared() -> dict[str, Feature]:
+    """The features declared in code, without those generated from a vocabulary."""
+    return {name: f for name, f in load_all().items() if f.generated is None}
+
+
 def needs_of(name: str) -> tuple[str, ...]:
     """Every contract table a feature depends on, following derived features to their roots."""
     spec = REGISTRY[name]
@@ -209,6 +450,8 @@ class FeatureSet:
     name: str
     features: tuple[str, ...]
     description: str
+    families: tuple[str, ...] = ()
+    """Feature families expanded over each build's vocabulary (``register_vocabulary``)."""
 
     def available(self, tables: set[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(features computable from ``tables``, features absent because a table is missing)."""
@@ -226,15 +469,17 @@ def load_all() -> dict[str, Feature]:
         satisfaction,
         support,
         usage,
+        vocabulary,
     )
 
     return REGISTRY
 
 
 def feature_sets() -> dict[str, FeatureSet]:
-    load_all()
-    everything = tuple(REGISTRY)
+    everything = tuple(declared())
     return {
         "churn_v1": FeatureSet("churn_v1", everything,
-                               "Every registered feature, all five pillars."),
+                               "Every declared feature, all five pillars, and every family "
+                               "expanded over the history's event vocabulary.",
+                               families=tuple(FAMILIES)),
     }

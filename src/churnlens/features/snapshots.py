@@ -23,8 +23,11 @@ from churnlens.features.registry import (
     REGISTRY,
     STATE_SOURCES,
     TIMESTAMP,
+    Vocabulary,
+    choose_vocabulary,
     feature_sets,
     load_all,
+    register_vocabulary,
 )
 from churnlens.features.sources import Grid, _day, attach
 
@@ -77,6 +80,10 @@ class SnapshotPlan:
     None: the build reads them itself."""
     events: int | None = None
     """Usage events in the history, counted in the same scan; None: unknown."""
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
+    """The event types the feature families were expanded over (``registry.FAMILIES``)."""
+    generated: tuple[str, ...] = ()
+    """The features expanded from them: a part of ``features``, after the declared ones."""
 
 
 # --------------------------------------------------------------------------- the grid
@@ -84,22 +91,28 @@ class SnapshotPlan:
 
 def history_span(tables: dict[str, ir.Table]) -> tuple[date, date]:
     """First day of the history and the first day after it, from the usage events."""
-    start, end, _, _ = history_span_and_events(tables)
+    start, end, _, _, _ = history_span_and_events(tables)
     return start, end
 
 
 def history_span_and_events(tables: dict[str, ir.Table]
-                            ) -> tuple[date, date, tuple[str, ...], int]:
-    """The history's span, its event names and how many events, from one scan of the usage
-    events."""
+                            ) -> tuple[date, date, tuple[str, ...], int,
+                                       dict[str, tuple[int, bool]]]:
+    """The history's span, its event names, how many events, and per event name (events,
+    whether its quantity varies), from one scan of the usage events."""
     events = tables["usage_events"]
     per_event = events.group_by("event").aggregate(
-        first=events.event_ts.min(), last=events.event_ts.max(), rows=_.count()).execute()
+        first=events.event_ts.min(), last=events.event_ts.max(), rows=_.count(),
+        varies=(events.quantity.min() != events.quantity.max()).fill_null(False)).execute()
     if per_event.empty:
         raise ValueError("usage_events is empty: there is no history to build snapshots from")
     first, last = per_event["first"].min(), per_event["last"].max()
-    names = tuple(sorted(per_event["event"].dropna()))
-    return first.date(), last.date() + timedelta(days=1), names, int(per_event["rows"].sum())
+    named = per_event[per_event["event"].notna()]
+    names = tuple(sorted(named["event"]))
+    stats = {str(row.event): (int(row.rows), bool(row.varies))
+             for row in named.itertuples(index=False)}
+    return (first.date(), last.date() + timedelta(days=1), names, int(per_event["rows"].sum()),
+            stats)
 
 
 def grid_dates(start: date, end: date, grid: str, first: date | None = None) -> list[date]:
@@ -254,7 +267,7 @@ def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
     sets = feature_sets()
     if spec.feature_set not in sets:
         raise ValueError(f"unknown feature set {spec.feature_set!r}; known: {sorted(sets)}")
-    start, end, event_names, event_count = history_span_and_events(tables)
+    start, end, event_names, event_count, per_event = history_span_and_events(tables)
     present_tables = set(tables)
     if spec.money_event is not None:
         if spec.money_event not in event_names:
@@ -262,7 +275,18 @@ def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
                 f"money_event {spec.money_event!r} is not an event of usage_events; its events "
                 f"are {', '.join(event_names[:12])}{' ...' if len(event_names) > 12 else ''}")
         present_tables.add(MONEY)
-    features, absent = sets[spec.feature_set].available(present_tables)
+    feature_set = sets[spec.feature_set]
+    features, absent = feature_set.available(present_tables)
+    vocabulary = Vocabulary()
+    generated: tuple[str, ...] = ()
+    if feature_set.families:
+        # the families' features are data-dependent: expanded over this history's commonest
+        # event types, registered so every reader resolves them like declared ones
+        vocabulary = choose_vocabulary(per_event, spec.money_event)
+        generated = tuple(n for n in register_vocabulary(vocabulary)
+                          if REGISTRY[n].generated.family  # type: ignore[union-attr]
+                          in feature_set.families)
+        features = features + generated
     from churnlens.features.registry import needs_of
 
     def missing(name: str) -> str:
@@ -276,7 +300,8 @@ def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
     chosen = dates if dates is not None else grid_dates(start, end, spec.grid, spec.first_as_of)
     return SnapshotPlan(dates=tuple(chosen), features=features, absent_features=absent,
                         absent_reason=reasons, history_start=start, history_end=end,
-                        event_names=event_names, events=event_count)
+                        event_names=event_names, events=event_count, vocabulary=vocabulary,
+                        generated=generated)
 
 
 def _attach_all(pop: ir.Table, parts: list[ir.Table]) -> ir.Table:
@@ -310,6 +335,7 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     """
     grid = Grid.of(list(snapshot_plan.dates), backend)
     names = snapshot_plan.features
+    register_vocabulary(snapshot_plan.vocabulary)  # the plan's, should another have replaced it
     needed_sources = {REGISTRY[n].source for n in names}
     events = tables["usage_events"]
     # the product features (event names) seen, for the masks that count distinct ones
@@ -319,8 +345,12 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
     if materialize is None:
         materialize = (snapshot_plan.events or 0) > sources.MATERIALIZE_ROLLUP_EVENTS
     rollups = sources.roll_up_events(events, tables["accounts"], grid, spec.key_events,
-                                     event_names, materialize, spec.money_event)
-    usage = sources.usage_by_user(rollups, grid)
+                                     event_names, materialize, spec.money_event,
+                                     snapshot_plan.vocabulary)
+    by_type = tuple(dict.fromkeys(
+        (origin.measure, origin.days) for n in names
+        if (origin := REGISTRY[n].generated) is not None))
+    usage = sources.usage_by_user(rollups, grid, by_type)
     # inactivity: who acted in the inactivity_days before as_of, which may reach past the
     # 180-day look-back of ``usage``
     activity = (sources.last_activity(events, grid, spec.inactivity_days)

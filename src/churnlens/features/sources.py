@@ -10,12 +10,14 @@ the same on DuckDB, Spark or Postgres.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 from ibis import _
+
+from churnlens.features.registry import Vocabulary
 
 USAGE_LOOKBACK_DAYS = 365
 TICKET_LOOKBACK_DAYS = 180
@@ -279,6 +281,9 @@ class EventRollups:
     buckets: Buckets
     names: ir.Table
     mask_words: int
+    vocabulary: dict[str, str] = field(default_factory=dict)
+    """Per-event-type measures of ``per_account`` (``events__<slug>``, ``quantity__<slug>``)
+    with their types: the vocabulary's conditional sums."""
 
     @property
     def id_of(self) -> ir.Table:
@@ -320,13 +325,16 @@ def mask_words(event_names: tuple[str, ...]) -> int:
 
 def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
                    key_events: tuple[str, ...], event_names: tuple[str, ...],
-                   materialize: bool = True, money_event: str | None = None) -> EventRollups:
+                   materialize: bool = True, money_event: str | None = None,
+                   vocabulary: Vocabulary = Vocabulary()) -> EventRollups:
     """The rollups. With ``materialize`` the per-user rows are built at once, as a table of
     their own (Ibis' cache: a temporary table, a persisted Spark frame), before the snapshot
     query that reads them; without, they stay a part of that one query
     (``MATERIALIZE_ROLLUP_EVENTS`` says when to). ``money_event`` names the event whose
     quantity is an amount of money: its quantities are summed apart (``spend``), never with
-    the other events' counts."""
+    the other events' counts. Each event type of ``vocabulary`` gets its events (and, where
+    its quantity is summed, its quantity) counted apart in the same per-account group-by,
+    as sums of a condition: no second pass over the events."""
     buckets = grid.buckets(USAGE_WINDOWS, TAIL_WINDOWS, ACCOUNT_ONLY_WINDOWS)
     last_day = max(grid.as_of_days)
     # Integer keys: hashing ids once is far cheaper than grouping on strings.
@@ -366,13 +374,21 @@ def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
     else:
         catalogued = catalogued.mutate(money=ibis.literal(0.0, "float64"),
                                        money_bit=ibis.literal(0, "int64"))
+    by_type: dict[str, ir.Value] = {}
+    for chosen in vocabulary.events:
+        this = catalogued.event == chosen.event
+        by_type[chosen.measure("events")] = this.ifelse(1, 0).sum().cast("int64")
+        if chosen.sums_quantity:
+            by_type[chosen.measure("quantity")] = this.ifelse(
+                catalogued.quantity, 0.0).sum().cast("float64")
     per_account = catalogued.group_by(["account", "bucket"]).aggregate(
         events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
         first_day=_.day.min(), last_day=_.day.max(),
         first_key_day=(_.key > 0).ifelse(_.day, ibis.null("int64")).min(),
         day_mask=bit_or(_.day_bit), spend=_.money.sum().cast("float64"),
         spend_day_mask=bit_or(_.money_bit),
-        **{f"feature_mask_{k}": bit_or(_[f"feature_bit_{k}"]) for k in range(words)})
+        **{f"feature_mask_{k}": bit_or(_[f"feature_bit_{k}"]) for k in range(words)},
+        **by_type)
     per_account = per_account.mutate(account_days=bit_count(per_account.day_mask),
                                      spend_days=bit_count(per_account.spend_day_mask))
 
@@ -386,7 +402,8 @@ def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
         newcomers.first_day < newcomers.created_day + ONBOARDING_DAYS).group_by(
         ["account", "bucket"]).aggregate(onboarded_users=_.count())
     return EventRollups(per_user=per_user, per_account=per_account, cohorts=cohorts,
-                        onboarded=onboarded, buckets=buckets, names=names, mask_words=words)
+                        onboarded=onboarded, buckets=buckets, names=names, mask_words=words,
+                        vocabulary={m: str(v.type()) for m, v in by_type.items()})
 
 
 def _cached(table: ir.Table) -> ir.Table:
@@ -424,13 +441,26 @@ def account_measure(usage: ir.Table, measure: str, days: int,
     for one, is read from a tail of its bucket per user, and summing it per account would
     quietly read a month; asking for it is an error that says which windows there are."""
     window = window_key(days, previous)
+    if "__" in measure:  # one event type's measure (``usage_by_user``'s ``vocabulary``)
+        column = f"{measure}_{window}"
+        if window not in ACCOUNT_MEASURE_WINDOWS or column not in usage.columns:
+            raise KeyError(f"no per-account {measure} over {window}: this build sums the "
+                           f"vocabulary's measures over "
+                           f"{sorted(c for c in usage.columns if '__' in c)}")
+        return usage[column]  # type: ignore[return-value]
     if measure not in ACCOUNT_MEASURES or window not in ACCOUNT_MEASURE_WINDOWS:
         raise KeyError(f"no per-account {measure} over {window}: the engine sums "
                        f"{sorted(ACCOUNT_MEASURES)} over {list(ACCOUNT_MEASURE_WINDOWS)}")
     return usage[f"{measure}_{window}"]  # type: ignore[return-value]
 
 
-def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
+def vocabulary_column(measure: str, days: int) -> str:
+    """The ``usage`` column of one event type's ``measure`` over the last ``days`` days."""
+    return f"{measure}_{window_key(days)}"
+
+
+def usage_by_user(rollups: EventRollups, grid: Grid,
+                  vocabulary: tuple[tuple[str, int], ...] = ()) -> ir.Table:
     """Activity rows per (account, as_of); summing a column over them gives a feature.
 
     ``active_30`` counts a user once, on their first active bucket in the last 30 days, so its
@@ -441,7 +471,8 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
     user (events, quantity, active days, who was active in the last days, the last active day)
     comes from one row per (account, bucket), stacked under them with zeros where a row has
     nothing to say. Rows carry the hashed ``account``: the features are summed per
-    (account, as_of) before ``id_of`` names them.
+    (account, as_of) before ``id_of`` names them. ``vocabulary`` names the (event type
+    measure, days) sums the build's generated features read (``vocabulary_column``).
     """
     membership = _windows(rollups, grid)
     cohorts = rollups.cohorts
@@ -460,11 +491,16 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
         active_prev_90=users_in("prev90").sum())
     history = {f"{measure}_{window}": (measure, window)
                for measure in ACCOUNT_MEASURES for window in ACCOUNT_MEASURE_WINDOWS}
+    types = {**ACCOUNT_MEASURES, **rollups.vocabulary}
+    for measure, days in vocabulary:
+        if measure not in rollups.vocabulary:
+            raise KeyError(f"the rollup does not count {measure}: not in the build's vocabulary")
+        history[vocabulary_column(measure, days)] = (measure, window_key(days))
     people = people.mutate(
         days_30=zero, events_30=zero, events_prev_30=zero,
         quantity_30=ibis.literal(0.0, "float64"), key_30=zero, last_age=ibis.null("int64"),
         first_age_w365=ibis.null("int64"),
-        **{name: ibis.literal(0, ACCOUNT_MEASURES[measure])
+        **{name: ibis.literal(0, types[measure])
            for name, (measure, _window) in history.items()})
     days = cohorts.group_by(["account", "bucket"]).aggregate(
         active_days=_.active_days.sum(), recent_users=_.recent_users.sum())
@@ -480,7 +516,7 @@ def usage_by_user(rollups: EventRollups, grid: Grid) -> ir.Table:
         last_age=(joined.as_of_day - joined.last_day).min(),
         first_age_w365=(joined.w365 == 1).ifelse(joined.as_of_day - joined.first_day,
                                                  ibis.null("int64")).max(),
-        **{name: (joined[measure] * joined[window]).sum().cast(ACCOUNT_MEASURES[measure])
+        **{name: (joined[measure] * joined[window]).sum().cast(types[measure])
            for name, (measure, window) in history.items()})
     totals = totals.mutate(active_30=zero, active_prev_30=zero, active_90=zero,
                            active_prev_90=zero)

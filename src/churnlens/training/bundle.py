@@ -3,7 +3,9 @@
     HOME/models/<version>/
         manifest.json            version, run, dates, files with their SHA-256
         feature_space.json       feature names in model order and categorical levels
-        registry.json            the registry entries of those features, as trained
+        registry.json            the registry entries of those features, as trained (a
+                                 feature generated from the event vocabulary with its
+                                 family, event and window, re-registered on load)
         metrics.json             the run's validation report
         reference.json           training distribution of each feature (drift checks)
         churn.lgb.txt            LightGBM model (text format)
@@ -33,7 +35,12 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from churnlens.features.registry import REGISTRY, load_all
+from churnlens.features.registry import (
+    REGISTRY,
+    generated_record,
+    load_all,
+    register_generated,
+)
 from churnlens.training.calibration import Calibrator
 from churnlens.training.forecast import RevenueModel
 from churnlens.training.hazard import HazardModel, hazard_inputs
@@ -111,12 +118,19 @@ class Bundle:
 
 
 def registry_entries(features: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Each feature's declaration as trained; a generated one also with what re-creates it
+    (``generated``: its family, event type, slug and window)."""
     load_all()
-    return {name: {"pillar": REGISTRY[name].pillar, "kind": REGISTRY[name].kind,
-                   "unit": REGISTRY[name].unit, "description": REGISTRY[name].description,
-                   "sentence": REGISTRY[name].sentence,
-                   "higher_is_riskier": REGISTRY[name].higher_is_riskier}
-            for name in features}
+    entries: dict[str, dict[str, Any]] = {}
+    for name in features:
+        spec = REGISTRY[name]
+        entries[name] = {"pillar": spec.pillar, "kind": spec.kind, "unit": spec.unit,
+                         "description": spec.description, "sentence": spec.sentence,
+                         "higher_is_riskier": spec.higher_is_riskier}
+        record = generated_record(name)
+        if record is not None:
+            entries[name]["generated"] = record
+    return entries
 
 
 def _sha256(path: Path) -> str:
@@ -269,6 +283,15 @@ def _load_hazard(folder: Path, files: dict[str, str], space: FeatureSpace) -> Ha
 
 def _check_registry(folder: Path, space: FeatureSpace, trained: dict[str, Any]) -> None:
     load_all()
+    # features generated from the training history's event vocabulary are defined by the
+    # bundle's records of them, through the families of this code
+    generated = {n: trained[n]["generated"] for n in space.features
+                 if isinstance(trained.get(n), dict) and "generated" in trained[n]}
+    try:
+        register_generated(generated)
+    except (KeyError, ValueError) as error:
+        raise BundleError(f"{folder}: cannot re-create the model's generated features: "
+                          f"{error}; retrain") from None
     current = registry_entries(tuple(n for n in space.features if n in REGISTRY))
     unknown = [n for n in space.features if n not in REGISTRY]
     if unknown:

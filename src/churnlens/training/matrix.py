@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from churnlens.features.pipeline import read_snapshots
-from churnlens.features.registry import REGISTRY, load_all
+from churnlens.features.registry import REGISTRY, Vocabulary, load_all, register_vocabulary
 from churnlens.features.store import PART, partition_dir, read_manifest
 
 
@@ -78,11 +78,13 @@ def feature_space(frame: pd.DataFrame, features: tuple[str, ...]) -> FeatureSpac
 
 
 def load_snapshots(features_root: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """Every stored snapshot, and the feature list the store was built with."""
+    """Every stored snapshot, and the feature list the store was built with (its event
+    vocabulary's generated features registered, so they resolve like declared ones)."""
     manifest = read_manifest(features_root)
     if manifest is None:
         raise FileNotFoundError(
             f"no feature snapshots under {features_root}: run `churnlens features` first")
+    register_vocabulary(Vocabulary.from_json(manifest.get("vocabulary")))
     frame = read_snapshots(features_root).to_pandas()
     frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
     frame = frame.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
