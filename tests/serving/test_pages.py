@@ -192,6 +192,8 @@ def test_churn_before_renewal_first_and_when(browser: webdriver.Chrome,
     # the model page: the timing model's figures, and the forecast's backtest once it ran
     browser.get(site["base"] + "/model")
     assert "as served" in browser.find_element(By.ID, "timing-metrics").text
+    peers = browser.find_element(By.ID, "baselines").text  # the training report's RFM peers
+    assert "this model" in peers and "recency" in peers and "LightGBM" in peers
     assert "churnlens forecast" in browser.find_element(By.ID, "forecast-backtest").text
     churnlens(site["home"], "forecast", "--quarters", "3")
     browser.get(site["base"] + "/model")

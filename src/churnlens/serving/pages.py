@@ -71,7 +71,7 @@ def fmt(value: Any, style: str) -> str:
     number = float(value)
     return {"pct0": f"{number:.0%}", "pct1": f"{number:.1%}", "money": f"{number:,.0f}",
             "signed": f"{number:+.0f}", "dec1": f"{number:.1f}", "dec2": f"{number:.2f}",
-            "int": f"{number:,.0f}"}.get(style, str(value))
+            "dec3": f"{number:.3f}", "int": f"{number:,.0f}"}.get(style, str(value))
 
 
 def sparkline(values: list[float | None], width: int = 120, height: int = 28) -> Markup:
@@ -439,6 +439,7 @@ def register_pages(app: FastAPI, settings: Settings, keys: KeyStore, runtime: Ru
                     segments=segment_rows(report.get("segments") or {}),
                     segment_flags=(report.get("segments") or {}).get("flags", []),
                     segment_review=bool(report.get("segments")),
+                    baselines=report.get("baselines"),
                     backtest=(read_report(settings) or {}).get("backtest"),
                     has_arr=revenue_of(served.ranking) is not None)
 
