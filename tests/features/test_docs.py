@@ -57,3 +57,21 @@ def test_each_windowed_feature_reads_the_window_it_declares() -> None:
         sources.account_measure(usage, "events", 7)
     with pytest.raises(KeyError, match="no usage window of 45 days"):
         sources.window_key(45)
+
+
+def test_no_feature_declares_a_window_its_source_does_not_hold() -> None:
+    """A relation holds rows from a bounded look-back (tickets 180 days): a feature declared
+    over a longer window would quietly read the shorter one."""
+    from churnlens.features.sources import LOOKBACK_DAYS
+
+    load_all()
+    checked = 0
+    for feature in REGISTRY.values():
+        if feature.window_days is None or feature.source not in LOOKBACK_DAYS:
+            continue
+        reach = feature.window_days * (2 if "_prev_" in feature.name else 1)
+        assert reach <= LOOKBACK_DAYS[feature.source], (
+            f"{feature.name} reads {reach} days back; {feature.source} holds "
+            f"{LOOKBACK_DAYS[feature.source]}")
+        checked += 1
+    assert checked >= 30

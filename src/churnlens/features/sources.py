@@ -24,6 +24,11 @@ TICKET_LOOKBACK_DAYS = 180
 SURVEY_LOOKBACK_DAYS = 365
 COMMERCIAL_LOOKBACK_DAYS = 365
 ONBOARDING_DAYS = 30
+LOOKBACK_DAYS = {"usage": USAGE_LOOKBACK_DAYS, "user_activity": USAGE_LOOKBACK_DAYS,
+                 "feature_usage": USAGE_LOOKBACK_DAYS, "tickets": TICKET_LOOKBACK_DAYS,
+                 "surveys": SURVEY_LOOKBACK_DAYS, "subscriptions": COMMERCIAL_LOOKBACK_DAYS}
+"""How far back each source relation holds rows: a feature cannot see further, and a test
+refuses one that declares a longer window (a ``tickets_365d`` would read 180 days)."""
 
 
 def _day(value: ir.Value) -> ir.IntegerValue:
