@@ -400,6 +400,10 @@ def features(
     full: Annotated[bool, typer.Option("--full", help="Recompute every snapshot, not just new "
                                        "or still-open ones or those whose raw rows changed.")] =
         False,
+    refresh_vocabulary: Annotated[bool, typer.Option(
+        "--refresh-vocabulary", help="Choose the commonest event types (whose counts are "
+        "features) again from the whole history; otherwise the store keeps the ones of its "
+        "first build, so a model's columns never move under it. Retrain after.")] = False,
 ) -> None:
     """Build point-in-time snapshots and labels into HOME/features.
 
@@ -419,7 +423,8 @@ def features(
     root = settings.layout.features
     with console.status(f"Building snapshots on {history.backend.name}..."):
         try:
-            run = build_features(history, spec, root, full=full)
+            run = build_features(history, spec, root, full=full,
+                                 refresh_vocabulary=refresh_vocabulary)
         except ValueError as error:
             raise refuse("build features", error) from None
     report_file = write_report(run.report, settings.layout.reports / "features.json")
@@ -910,7 +915,8 @@ def demo(
     validate(data=None, mapping=None, strict=False, as_json=False, churn_definition=None)
     console.rule("[bold]3. Build point-in-time features and labels")
     features(data=None, mapping=None, strict=False, backend=None, grid=None, horizon_days=None,
-             churn_definition=None, inactivity_days=None, money_event=None, full=False)
+             churn_definition=None, inactivity_days=None, money_event=None, full=False,
+             refresh_vocabulary=False)
     console.rule("[bold]4. Train, evaluate and promote")
     train(horizon_days=None, fit_months=None, tuning_months=None, calibration_months=None,
           validation_months=None, seed=None, mlflow_tracking_uri=None, as_json=False)

@@ -56,7 +56,10 @@ def test_report_has_the_figures_the_cs_platform_reads(runs: dict[str, Any]) -> N
         validation = report[target]["validation"]
         for key in ("roc_auc", "pr_auc", "brier", "ece", "top_decile_lift"):
             assert 0 <= validation[key] < 100, (target, key)
-            assert validation[f"{key}_low"] <= validation[key] <= validation[f"{key}_high"]
+            assert validation[f"{key}_low"] <= validation[f"{key}_high"]
+            if key != "ece":  # a resample's ECE carries its own noise, so ECE's bootstrap
+                # interval sits above a well-calibrated model's point figure
+                assert validation[f"{key}_low"] <= validation[key] <= validation[f"{key}_high"]
         assert report[target]["baseline"]["roc_auc"] > 0.5
         assert report[target]["oracle"]["roc_auc"] > 0.5
         assert {"touch", "plan", "region"} <= set(report[target]["segments"])

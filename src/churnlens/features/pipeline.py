@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from churnlens.features import lineage, store
-from churnlens.features.registry import REGISTRY
+from churnlens.features.registry import REGISTRY, Vocabulary
 from churnlens.features.snapshots import LABELS, SnapshotPlan, SnapshotSpec, plan, snapshot_table
 from churnlens.raw.validation import History
 
@@ -42,10 +42,22 @@ class FeatureRun:
 
 
 def build_features(history: History, spec: SnapshotSpec, root: Path, full: bool = False,
-                   ) -> FeatureRun:
+                   refresh_vocabulary: bool = False) -> FeatureRun:
     """Build the snapshot partitions under ``root`` that are missing, not final, or whose raw
-    rows changed since they were built."""
-    snapshot_plan = plan(history.tables, spec)
+    rows changed since they were built.
+
+    The event vocabulary (the commonest event types, whose counts are features of their own)
+    is chosen at the first build and kept by every incremental one: a day of new events that
+    reordered the commonest types would otherwise rename columns under a model trained on
+    them, and ``--full`` recomputes every snapshot with the same columns. A change of
+    settings, or ``refresh_vocabulary`` (``--refresh-vocabulary``), chooses it again from the
+    whole history."""
+    stored = store.read_manifest(root)
+    kept = (Vocabulary.from_json(stored.get("vocabulary"))
+            if stored and not refresh_vocabulary
+            and stored.get("settings") == json.loads(json.dumps(store.manifest_settings(spec)))
+            else None)
+    snapshot_plan = plan(history.tables, spec, vocabulary=kept)
     if not snapshot_plan.dates:
         raise ValueError(
             f"the history ({snapshot_plan.history_start} to {snapshot_plan.history_end}) is too "

@@ -262,7 +262,8 @@ def _tag(event: str) -> str:
 
 def choose_vocabulary(per_event: dict[str, tuple[int, bool]], money_event: str | None,
                       size: int = VOCABULARY_SIZE) -> Vocabulary:
-    """The ``size`` most frequent event types (ties by name), each with a unique slug.
+    """The ``size`` most frequent event types (ties by name), each with a unique slug, in
+    name order.
 
     ``per_event`` maps an event name to (events, whether its quantity varies). Names whose
     slugs collide (``"Add to cart"`` and ``"add-to-cart"``) each get an 8-digit tag of their
@@ -281,7 +282,8 @@ def choose_vocabulary(per_event: dict[str, tuple[int, bool]], money_event: str |
     return Vocabulary(tuple(
         VocabularyEvent(event=name, slug=slugs[name], rows=rows,
                         sums_quantity=varies and name != money_event)
-        for name, (rows, varies) in ranked))
+        for name, (rows, varies) in sorted(ranked)))  # name order: columns stay put when
+    #                                                   the chosen types swap ranks
 
 
 @dataclass(frozen=True)

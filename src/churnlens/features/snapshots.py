@@ -261,8 +261,11 @@ def inactivity_labels(events: ir.Table, grid: Grid, pop: ir.Table, usage: ir.Tab
 
 
 def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
-         dates: list[date] | None = None) -> SnapshotPlan:
-    """Which snapshot dates and which features a build computes, and which are absent and why."""
+         dates: list[date] | None = None, vocabulary: Vocabulary | None = None) -> SnapshotPlan:
+    """Which snapshot dates and which features a build computes, and which are absent and why.
+
+    ``vocabulary``: the event types to expand the families over (the store's, kept from its
+    first build); None chooses them from this history's counts."""
     load_all()
     sets = feature_sets()
     if spec.feature_set not in sets:
@@ -277,12 +280,15 @@ def plan(tables: dict[str, ir.Table], spec: SnapshotSpec,
         present_tables.add(MONEY)
     feature_set = sets[spec.feature_set]
     features, absent = feature_set.available(present_tables)
+    chosen_vocabulary = vocabulary
     vocabulary = Vocabulary()
     generated: tuple[str, ...] = ()
     if feature_set.families:
         # the families' features are data-dependent: expanded over this history's commonest
         # event types, registered so every reader resolves them like declared ones
-        vocabulary = choose_vocabulary(per_event, spec.money_event)
+        vocabulary = (chosen_vocabulary if chosen_vocabulary is not None
+                      and chosen_vocabulary.events
+                      else choose_vocabulary(per_event, spec.money_event))
         generated = tuple(n for n in register_vocabulary(vocabulary)
                           if REGISTRY[n].generated.family  # type: ignore[union-attr]
                           in feature_set.families)

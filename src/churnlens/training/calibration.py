@@ -58,7 +58,11 @@ def fit_platt(raw: np.ndarray, y: np.ndarray) -> Calibrator:
 
 
 def fit_isotonic(raw: np.ndarray, y: np.ndarray) -> Calibrator:
-    model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+    """Isotonic steps, kept half a snapshot away from 0 and 1: a lowest step in which nobody
+    churned says the risk is small, not that it is nil, and a 0% account would read as safe
+    beyond doubt (with a churn curve of zeros)."""
+    floor = 0.5 / max(len(y), 1)
+    model = IsotonicRegression(out_of_bounds="clip", y_min=floor, y_max=1.0 - floor).fit(raw, y)
     return Calibrator("isotonic", {"x": [float(v) for v in model.X_thresholds_],
                                    "y": [float(v) for v in model.y_thresholds_]})
 
