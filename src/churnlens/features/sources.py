@@ -426,9 +426,17 @@ def _windows(rollups: EventRollups, grid: Grid) -> ir.Table:
     return rollups.buckets.membership.join(grid.table, "as_of_day")
 
 
-def _in_windows(rollups: EventRollups, grid: Grid, rows: ir.Table) -> ir.Table:
-    """Bucket rows joined to every snapshot whose look-back holds them."""
-    return rows.join(_windows(rollups, grid), "bucket")
+def _in_windows(rollups: EventRollups, grid: Grid, rows: ir.Table,
+                only: tuple[str, ...] = ()) -> ir.Table:
+    """Bucket rows joined to every snapshot whose look-back holds them; with ``only``, to the
+    snapshots one of whose ``only`` windows holds them (the membership is cut before the join:
+    since the year-long windows, a bucket lies in twice as many look-backs as short windows
+    read)."""
+    membership = _windows(rollups, grid)
+    if only:
+        membership = membership.filter(
+            sum((membership[w] for w in only[1:]), membership[only[0]]) > 0)
+    return rows.join(membership, "bucket")
 
 
 ACCOUNT_MEASURES = {"events": "int64", "account_days": "int64", "spend": "float64",
@@ -531,8 +539,7 @@ def usage_by_user(rollups: EventRollups, grid: Grid,
 def user_activity_30d(rollups: EventRollups, grid: Grid) -> ir.Table:
     """One row per (hashed account, as_of, user) active in the last 30 days, with their
     events."""
-    joined = _in_windows(rollups, grid, rollups.per_user)
-    joined = joined.filter(joined.w30 == 1)
+    joined = _in_windows(rollups, grid, rollups.per_user, only=("w30",))
     per_user = joined.group_by(["account", "as_of", "user"]).aggregate(
         events_30=joined.events.sum())
     return per_user
@@ -554,9 +561,8 @@ def usage_by_feature(rollups: EventRollups, grid: Grid) -> ir.Table:
     """Per (hashed account, as_of) rows of feature masks by window; OR them, count the
     bits."""
     masks = [f"feature_mask_{k}" for k in range(rollups.mask_words)]
-    joined = _in_windows(rollups, grid, rollups.per_account)
     windows = ("w30", "prev30", "w90")
-    joined = joined.filter(sum((joined[w] for w in windows[1:]), joined[windows[0]]) > 0)
+    joined = _in_windows(rollups, grid, rollups.per_account, only=windows)
     rows = joined.select(
         "account", "as_of",
         **{f"{window}_{m}": joined[m] * joined[window] for window in windows for m in masks})
