@@ -168,6 +168,13 @@ def company() -> dict[str, list[dict[str, Any]]]:
 ACCOUNTS = ("acme", "bolt", "cara", "dove")
 """The population at T: echo holds no subscription at the start of T (its restart is on T)."""
 
+def _regularity(*rates: float) -> float:
+    """1 minus the rates' coefficient of variation (population deviation) over sqrt(2)."""
+    mean = sum(rates) / len(rates)
+    deviation = math.sqrt(sum((r - mean) ** 2 for r in rates) / len(rates))
+    return 1 - deviation / mean / math.sqrt(2)
+
+
 EXPECTED: dict[str, tuple[Any, ...]] = {
     # feature: (acme, bolt, cara, dove) at T = 2024-03-01
     # ------------------------------------------------------------------ commercial
@@ -255,6 +262,10 @@ EXPECTED: dict[str, tuple[Any, ...]] = {
     "event_rate_365d": (15 * 30 / 365, 5 * 30 / 365, 2 * 30 / 20, 2 * 30 / 304),
     "active_day_rate_365d": (14 * 30 / 365, 4 * 30 / 365, 2 * 30 / 20, 2 * 30 / 304),
     "activity_trend_90d": (10 / 3, 3 / 1, None, None),
+    # daily rates of the last 90 days, the 90 before and the 185 before those: acme 10, 3 and
+    # 14 - 13 = 1 active days, bolt 3, 1 and 0; cara and dove are younger than a year
+    "activity_regularity_365d": (_regularity(10 / 90, 3 / 90, 1 / 185),
+                                 _regularity(3 / 90, 1 / 90, 0.0), None, None),
     # money: the api_call amounts: acme 10 (age 30), 4 (age 100); bolt 100 + 100 (age 3), 50
     "spend_90d": (10.0, 250.0, 0.0, 0.0),
     "spend_365d": (14.0, 250.0, 0.0, 0.0),

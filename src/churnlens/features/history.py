@@ -105,6 +105,24 @@ def activity_trend(features: ir.Table, days: int) -> ir.Value:
     return ratio(features[f"active_days_{days}d"], features[f"active_days_prev_{days}d"])
 
 
+@feature(pillar="adoption", unit="score", window_days=LONG_WINDOW_DAYS, higher_is_riskier=False,
+         sentence="Activity regularity of {value} over the last year (1: the same pace in "
+         "each of its three periods, 0: all of it in one)")
+def activity_regularity_365d(features: ir.Table) -> ir.Value:
+    """How evenly the year's active days are spread over its last 90 days, the 90 before and
+    the rest (1 minus the coefficient of variation of the three daily rates, over its largest
+    possible value); null for an account younger than a year or with no active day in it."""
+    recent = features.active_days_90d.cast("float64")
+    before = features.active_days_prev_90d.cast("float64")
+    rest = features.active_days_365d.cast("float64") - recent - before
+    rates = [recent / 90, before / 90, rest / (LONG_WINDOW_DAYS - 180)]
+    mean = sum(rates[1:], rates[0]) / 3
+    spread = (sum(((r - mean) ** 2 for r in rates[1:]), (rates[0] - mean) ** 2) / 3).sqrt()
+    regularity = 1 - ratio(spread, mean) / 2 ** 0.5
+    old_enough = features.days_since_first_event >= LONG_WINDOW_DAYS
+    return old_enough.ifelse(regularity, ibis.null("float64"))
+
+
 # --------------------------------------------------------------------------- money
 
 

@@ -329,6 +329,15 @@ def _attach_all(pop: ir.Table, parts: list[ir.Table]) -> ir.Table:
     return chain.select(*columns)
 
 
+def columns_read(relation: ir.Table, expressions: list[ir.Value]) -> set[str]:
+    """The columns of ``relation`` that ``expressions`` read: what a relation built for them
+    needs to compute, and no more."""
+    import ibis.expr.operations as ops
+
+    return {field.name for expression in expressions
+            for field in expression.op().find(ops.Field) if field.rel == relation.op()}
+
+
 def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec: SnapshotSpec,
                    snapshot_plan: SnapshotPlan, materialize: bool | None = None) -> ir.Table:
     """The snapshot expression: population, features in registry order, labels, ``labelled``.
@@ -357,6 +366,8 @@ def snapshot_table(tables: dict[str, ir.Table], backend: ibis.BaseBackend, spec:
         (origin.measure, origin.days) for n in names
         if (origin := REGISTRY[n].generated) is not None))
     usage = sources.usage_by_user(rollups, grid, by_type)
+    usage = sources.usage_by_user(rollups, grid, by_type, windowed=frozenset(columns_read(
+        usage, [REGISTRY[n].compute(usage) for n in names if REGISTRY[n].source == "usage"])))
     # inactivity: who acted in the inactivity_days before as_of, which may reach past the
     # 180-day look-back of ``usage``
     activity = (sources.last_activity(events, grid, spec.inactivity_days)

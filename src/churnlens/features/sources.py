@@ -372,13 +372,12 @@ def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
         key=catalogued.key.fill_null(0),
         **{f"feature_bit_{k}": (catalogued.mask_word == k).ifelse(catalogued.mask_bit, 0)
            for k in range(words)})
+    money: dict[str, ir.Value] = {}
     if money_event is not None:
         paid = catalogued.event == money_event
         catalogued = catalogued.mutate(money=paid.ifelse(catalogued.quantity, 0.0),
                                        money_bit=paid.ifelse(catalogued.day_bit, 0))
-    else:
-        catalogued = catalogued.mutate(money=ibis.literal(0.0, "float64"),
-                                       money_bit=ibis.literal(0, "int64"))
+        money = {"spend": _.money.sum().cast("float64"), "spend_day_mask": bit_or(_.money_bit)}
     by_type: dict[str, ir.Value] = {}
     for chosen in vocabulary.events:
         this = catalogued.event == chosen.event
@@ -390,10 +389,12 @@ def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
         events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
         first_day=_.day.min(), last_day=_.day.max(),
         first_key_day=(_.key > 0).ifelse(_.day, ibis.null("int64")).min(),
-        day_mask=bit_or(_.day_bit), spend=_.money.sum().cast("float64"),
-        spend_day_mask=bit_or(_.money_bit),
+        day_mask=bit_or(_.day_bit), **money,
         **{f"feature_mask_{k}": bit_or(_[f"feature_bit_{k}"]) for k in range(words)},
         **by_type)
+    if not money:  # no money event: the spend columns are there, and zero, never summed
+        per_account = per_account.mutate(spend=ibis.literal(0.0, "float64"),
+                                         spend_day_mask=ibis.literal(0, "int64"))
     per_account = per_account.mutate(account_days=bit_count(per_account.day_mask),
                                      spend_days=bit_count(per_account.spend_day_mask))
 
@@ -473,7 +474,8 @@ def vocabulary_column(measure: str, days: int) -> str:
 
 
 def usage_by_user(rollups: EventRollups, grid: Grid,
-                  vocabulary: tuple[tuple[str, int], ...] = ()) -> ir.Table:
+                  vocabulary: tuple[tuple[str, int], ...] = (),
+                  windowed: frozenset[str] | None = None) -> ir.Table:
     """Activity rows per (account, as_of); summing a column over them gives a feature.
 
     ``active_30`` counts a user once, on their first active bucket in the last 30 days, so its
@@ -486,6 +488,9 @@ def usage_by_user(rollups: EventRollups, grid: Grid,
     nothing to say. Rows carry the hashed ``account``: the features are summed per
     (account, as_of) before ``id_of`` names them. ``vocabulary`` names the (event type
     measure, days) sums the build's generated features read (``vocabulary_column``).
+    ``windowed`` names the per-window columns (``<measure>_<window>``, ``first_age_w365``) to
+    sum, where the build's features are known to read only those: each is a sum over every
+    (bucket, snapshot) row of the year's look-back, so one that no feature reads is not free.
     """
     membership = _windows(rollups, grid)
     cohorts = rollups.cohorts
@@ -509,10 +514,13 @@ def usage_by_user(rollups: EventRollups, grid: Grid,
         if measure not in rollups.vocabulary:
             raise KeyError(f"the rollup does not count {measure}: not in the build's vocabulary")
         history[vocabulary_column(measure, days)] = (measure, window_key(days))
+    if windowed is not None:
+        history = {name: pair for name, pair in history.items() if name in windowed}
+    first_age = windowed is None or "first_age_w365" in windowed
     people = people.mutate(
         days_30=zero, events_30=zero, events_prev_30=zero,
         quantity_30=ibis.literal(0.0, "float64"), key_30=zero, last_age=ibis.null("int64"),
-        first_age_w365=ibis.null("int64"),
+        **({"first_age_w365": ibis.null("int64")} if first_age else {}),
         **{name: ibis.literal(0, types[measure])
            for name, (measure, _window) in history.items()})
     days = cohorts.group_by(["account", "bucket"]).aggregate(
@@ -527,8 +535,9 @@ def usage_by_user(rollups: EventRollups, grid: Grid,
         quantity_30=(joined.quantity * joined.w30).sum().cast("float64"),
         key_30=(joined.key_events * joined.w30).sum(),
         last_age=(joined.as_of_day - joined.last_day).min(),
-        first_age_w365=(joined.w365 == 1).ifelse(joined.as_of_day - joined.first_day,
-                                                 ibis.null("int64")).max(),
+        **({"first_age_w365": (joined.w365 == 1).ifelse(joined.as_of_day - joined.first_day,
+                                                         ibis.null("int64")).max()}
+           if first_age else {}),
         **{name: (joined[measure] * joined[window]).sum().cast(types[measure])
            for name, (measure, window) in history.items()})
     totals = totals.mutate(active_30=zero, active_prev_30=zero, active_90=zero,
