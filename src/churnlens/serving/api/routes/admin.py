@@ -1,0 +1,60 @@
+"""Operations: liveness, readiness, Prometheus metrics, and the reload an admin asks for."""
+
+# No ``from __future__ import annotations``: FastAPI reads the route annotations at runtime.
+
+from fastapi import APIRouter, HTTPException, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from churnlens.serving.api import lifecycle
+from churnlens.serving.api.deps import AdminKey, ServingDep
+from churnlens.serving.api.schemas import (
+    Health,
+    Readiness,
+    ReloadAnswer,
+    key_refusals,
+    refusals,
+    secured,
+)
+from churnlens.serving.state import load_served
+from churnlens.training.bundle import BundleError
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Readiness, responses={
+    503: {"model": Readiness, "description": "Nothing is served yet; `problem` says why."}})
+async def readyz(state: ServingDep) -> JSONResponse:
+    served = state.runtime.served
+    if served is None:
+        return JSONResponse(status_code=503, content={"ready": False,
+                                                      "problem": state.runtime.problem})
+    return JSONResponse({"ready": True, "model_version": served.version,
+                         "as_of": served.as_of.isoformat(), "accounts": len(served.ranking),
+                         "score_table": served.table_source,
+                         "drift": {"flag": served.drift.flag,
+                                   "drifted_features": served.drift.drifted}})
+
+
+@router.get("/metrics", response_class=Response, responses={
+    200: {"description": "Prometheus text exposition.",
+          "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
+def prometheus(state: ServingDep) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/v1/admin/reload", response_model=ReloadAnswer, openapi_extra=secured("admin"),
+             responses={**key_refusals("admin"), **refusals(409)})
+def reload(key: AdminKey, state: ServingDep) -> dict[str, str]:
+    """Load the current champion and snapshot, then swap them in atomically."""
+    try:
+        served = load_served(state.settings)
+    except (BundleError, FileNotFoundError) as error:
+        raise HTTPException(409, f"nothing to load: {error}") from None
+    lifecycle.install(state, served)
+    return {"model_version": served.version, "as_of": served.as_of.isoformat()}
