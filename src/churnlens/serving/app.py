@@ -16,10 +16,11 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from churnlens.features.registry import load_all
 from churnlens.serving.api import errors
-from churnlens.serving.api.deps import Serving
+from churnlens.serving.api.deps import CrossSiteForm, Serving
 from churnlens.serving.api.lifecycle import lifespan
 from churnlens.serving.api.routes import accounts, admin, kpis, pages, portfolio, session, whatif
 from churnlens.serving.api.schemas import SECURITY_SCHEMES
+from churnlens.serving.api.sessions import SESSION_SECONDS, SessionStore
 from churnlens.serving.api.telemetry import Measure, Metrics
 from churnlens.serving.guards import BodyLimit, KeyGate, RateLimiter, redact_keys_in_logs
 from churnlens.serving.keys import KeyStore
@@ -35,7 +36,8 @@ def create_app(settings: Settings) -> FastAPI:
     keys = KeyStore(settings.layout.root / "api_keys.json")
     state = Serving(settings=settings, keys=keys, runtime=Runtime(),
                     what_if_budget=RateLimiter(settings.whatif_rate_per_minute),
-                    metrics=Metrics())
+                    metrics=Metrics(),
+                    sessions=SessionStore(settings.layout.root / "sessions.sqlite3"))
 
     app = FastAPI(title="churnlens", version="1", lifespan=lifespan,
                   description="Explained churn and expansion risk for every account.")
@@ -45,9 +47,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(Measure, metrics=state.metrics)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings),
                        session_cookie="churnlens_session", same_site="strict",
-                       max_age=12 * 3600)
+                       max_age=SESSION_SECONDS, https_only=settings.secure_cookies)
     app.add_exception_handler(RequestValidationError, errors.invalid)
     app.add_exception_handler(404, errors.not_found)
+    app.add_exception_handler(CrossSiteForm, errors.cross_site)
 
     for resource in (admin, accounts, whatif, portfolio, kpis, session, pages):
         app.include_router(resource.router)

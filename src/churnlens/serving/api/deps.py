@@ -12,11 +12,12 @@ import json
 import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
 
+from churnlens.serving.api.sessions import SessionStore
 from churnlens.serving.api.telemetry import Metrics
 from churnlens.serving.guards import RateLimiter, active_key
 from churnlens.serving.keys import KeyRecord, KeyStore, Scope
@@ -31,13 +32,14 @@ SHOWN_ID = 80
 class Serving:
     """One app's state, shared by its routes: the settings, the key store, what the process
     serves now, the what-if budget (one per key, spent alike by the API and the pages) and the
-    process's metrics."""
+    process's metrics, and the pages' sign-in sessions."""
 
     settings: Settings
     keys: KeyStore
     runtime: Runtime
     what_if_budget: RateLimiter
     metrics: Metrics
+    sessions: SessionStore
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
     """Held while a new model is swapped in, so the metrics and the model agree."""
 
@@ -119,16 +121,43 @@ def unknown(state: Served, account_id: str) -> HTTPException:
 # The pages: a signed session instead of a key header.
 
 def signed_in(request: Request) -> KeyRecord | None:
-    """The active key whose id the session holds, or None (and the session is cleared when
-    that key was revoked since)."""
-    key_id = request.session.get("key_id")
-    if not key_id:
+    """The active key of the live session the cookie names, or None: no session, one ended
+    by a sign-out or expired, or a key revoked since (the cookie is then cleared)."""
+    token = request.session.get("sid")
+    if not isinstance(token, str) or not token:
         return None
-    for record in serving_of(request).keys.records():
-        if record.id == key_id and record.revoked_at is None:
-            return record
-    request.session.clear()  # revoked since: sign in again
+    state = serving_of(request)
+    key_id = state.sessions.key_of(token)
+    if key_id is not None:
+        for record in state.keys.records():
+            if record.id == key_id and record.revoked_at is None:
+                return record
+    request.session.clear()  # ended, expired or revoked since: sign in again
     return None
+
+
+class CrossSiteForm(Exception):
+    """A form post that another site's page sent (a cross-site request forgery)."""
+
+
+async def same_origin(request: Request) -> None:
+    """Refuse a form post whose ``Origin`` (or, without one, ``Referer``) is another site.
+
+    Browsers send ``Origin`` with every POST, and a page on another site cannot forge it or
+    add headers to a form post; the host it names must be this server's (``Host``, or
+    ``X-Forwarded-Host`` behind a proxy). A request carrying neither header comes from a
+    client that is not a browser, which holds no victim's cookie to misuse.
+    """
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if sent is None:
+        return
+    hosts = {request.headers.get("host", "").lower()} | {
+        h.strip().lower() for h in request.headers.get("x-forwarded-host", "").split(",")}
+    if sent == "null" or urlsplit(sent).netloc.lower() not in hosts - {""}:
+        raise CrossSiteForm(sent)
+
+
+SameOrigin = Depends(same_origin)
 
 
 def to_login(request: Request) -> Response:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from churnlens.features.kpis import DEFINITIONS
-from churnlens.serving.api.deps import Serving, ServingDep, signed_in, to_login
+from churnlens.serving.api.deps import SameOrigin, Serving, ServingDep, signed_in, to_login
 from churnlens.serving.forecasting import read_report
 from churnlens.serving.guards import MAX_WHAT_IF
 from churnlens.serving.keys import KeyRecord
@@ -137,7 +137,7 @@ def account_page(request: Request, state: ServingDep, account_id: str) -> Respon
                   **account_context(state.settings, served, account_id))
 
 
-@router.post("/accounts/{account_id}/what-if")
+@router.post("/accounts/{account_id}/what-if", dependencies=[SameOrigin])
 async def account_what_if(request: Request, state: ServingDep, account_id: str) -> Response:
     """The account page's what-if form; it spends the same per-key budget as the API's."""
     admitted = admit(request, state)
