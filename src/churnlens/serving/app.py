@@ -18,7 +18,16 @@ from churnlens.features.registry import load_all
 from churnlens.serving.api import errors
 from churnlens.serving.api.deps import CrossSiteForm, Serving
 from churnlens.serving.api.lifecycle import lifespan
-from churnlens.serving.api.routes import accounts, admin, kpis, pages, portfolio, session, whatif
+from churnlens.serving.api.routes import (
+    accounts,
+    admin,
+    docs,
+    kpis,
+    pages,
+    portfolio,
+    session,
+    whatif,
+)
 from churnlens.serving.api.schemas import SECURITY_SCHEMES
 from churnlens.serving.api.sessions import SESSION_SECONDS, SessionStore
 from churnlens.serving.api.telemetry import Measure, Metrics
@@ -39,7 +48,8 @@ def create_app(settings: Settings) -> FastAPI:
                     metrics=Metrics(),
                     sessions=SessionStore(settings.layout.root / "sessions.sqlite3"))
 
-    app = FastAPI(title="churnlens", version="1", lifespan=lifespan,
+    app = FastAPI(title="churnlens", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,  # served by routes/docs.py from a packaged copy
                   description="Explained churn and expansion risk for every account.")
     app.state.serving = state
     app.add_middleware(BodyLimit)
@@ -52,7 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(404, errors.not_found)
     app.add_exception_handler(CrossSiteForm, errors.cross_site)
 
-    for resource in (admin, accounts, whatif, portfolio, kpis, session, pages):
+    for resource in (admin, accounts, whatif, portfolio, kpis, session, pages, docs):
         app.include_router(resource.router)
 
     documented_schema = app.openapi

@@ -9,8 +9,10 @@ dependency in its thread pool, which would cost more than answering a cached acc
 # No ``from __future__ import annotations``: FastAPI reads the dependency annotations at runtime.
 
 import json
+import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, cast
 from urllib.parse import quote, urlsplit
 
@@ -24,6 +26,8 @@ from churnlens.serving.keys import KeyRecord, KeyStore, Scope
 from churnlens.serving.state import Runtime, Served
 from churnlens.settings import Settings
 
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/[^\s'\"`,;()]+")
+"""Something shaped like an absolute file path (not a URL: no scheme before it)."""
 SHOWN_ID = 80
 """Characters of a caller's account id repeated in an error message."""
 
@@ -116,6 +120,22 @@ def unknown(state: Served, account_id: str) -> HTTPException:
     """The 404 for an account that is not a customer in the served snapshot."""
     return HTTPException(404, f"unknown account {shown(account_id)}: it is not a customer "
                          f"in the snapshot of {state.as_of}")
+
+
+def without_paths(message: str, home: Path) -> str:
+    """``message`` fit to answer a caller: the project folder reads ``HOME`` and any other
+    absolute path on this machine only its last part, so no answer tells where the server's
+    files are. An API path in a message (``/v1/...``) is kept: it names no folder here."""
+    for root in sorted({str(home.resolve()), str(home.absolute())}, key=len, reverse=True):
+        message = message.replace(root, "HOME")
+
+    def last_part(match: re.Match[str]) -> str:
+        path = Path(match.group(0).rstrip("."))
+        if not path.parent.exists() or path.parent == Path("/"):
+            return match.group(0)  # no folder of this machine: an API path or plain text
+        return path.name + match.group(0)[len(str(path)):]
+
+    return ABSOLUTE_PATH.sub(last_part, message)
 
 
 # The pages: a signed session instead of a key header.

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from churnlens.features.kpis import compute_report, read_report
 from churnlens.raw.history import load_history
-from churnlens.serving.api.deps import Serving
+from churnlens.serving.api.deps import Serving, without_paths
 from churnlens.serving.state import Served, build_table, load_served
 from churnlens.settings import Settings
 from churnlens.training.bundle import BundleError
@@ -88,7 +88,7 @@ def watch(state: Serving, stop: threading.Event) -> None:
             install(state, load_served(settings))
         except (BundleError, FileNotFoundError) as error:
             if runtime.served is None:
-                runtime.problem = str(error)
+                runtime.problem = without_paths(str(error), settings.layout.root)
             else:
                 logger.error("refused the new champion, still serving %s: %s",
                              runtime.served.version, error)
@@ -101,7 +101,7 @@ def start(state: Serving) -> None:
     try:
         install(state, load_served(state.settings))
     except (BundleError, FileNotFoundError) as error:  # pages say what to do next
-        state.runtime.problem = str(error)
+        state.runtime.problem = without_paths(str(error), state.settings.layout.root)
         logger.warning("serving nothing yet: %s", error)
 
 
@@ -117,7 +117,8 @@ def compute_kpis(state: Serving) -> None:
                 report = compute_report(settings, load_history(settings))
         runtime.kpis, runtime.kpi_problem = report, None
     except Exception as error:  # no raw history here: the KPIs say so, scores still work
-        runtime.kpi_problem = f"the KPIs could not be computed from the raw history: {error}"
+        runtime.kpi_problem = without_paths(
+            f"the KPIs could not be computed from the raw history: {error}", settings.layout.root)
         logger.warning(runtime.kpi_problem)
 
 

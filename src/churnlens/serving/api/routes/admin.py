@@ -2,12 +2,12 @@
 
 # No ``from __future__ import annotations``: FastAPI reads the route annotations at runtime.
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from churnlens.serving.api import lifecycle
-from churnlens.serving.api.deps import AdminKey, ServingDep
+from churnlens.serving.api.deps import AdminKey, ServingDep, authorize, without_paths
 from churnlens.serving.api.schemas import (
     Health,
     Readiness,
@@ -43,8 +43,14 @@ async def readyz(state: ServingDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response, responses={
     200: {"description": "Prometheus text exposition.",
-          "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
-def prometheus(state: ServingDep) -> Response:
+          "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+    **{status: {**line, "description": f"Only when `metrics_scope` is set: {line['description']}"}
+       for status, line in key_refusals("read").items()}})
+def prometheus(request: Request, state: ServingDep) -> Response:
+    """Prometheus metrics; a key of the scope ``metrics_scope`` names when that is set (they
+    name every feature and its drift)."""
+    if state.settings.metrics_scope is not None:
+        authorize(request, state.settings.metrics_scope)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -55,6 +61,7 @@ def reload(key: AdminKey, state: ServingDep) -> dict[str, str]:
     try:
         served = load_served(state.settings)
     except (BundleError, FileNotFoundError) as error:
-        raise HTTPException(409, f"nothing to load: {error}") from None
+        raise HTTPException(409, "nothing to load: " + without_paths(
+            str(error), state.settings.layout.root)) from None
     lifecycle.install(state, served)
     return {"model_version": served.version, "as_of": served.as_of.isoformat()}
