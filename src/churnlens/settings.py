@@ -122,6 +122,14 @@ class Settings(BaseSettings):
         120, ge=0, description="Live what-if answers each API key may ask for per minute, in "
         "bursts of up to that many, in each server worker; beyond it the server answers 429 "
         "with Retry-After (0: unlimited).")
+    metrics_scope: Literal["read", "whatif", "admin"] | None = Field(
+        None, description="The key scope GET /metrics needs (CHURNLENS_METRICS_SCOPE=read): it "
+        "names every feature and its drift. Unset: open to anyone who reaches the server, as "
+        "Prometheus scrapes without credentials by default.")
+    secure_cookies: bool = Field(
+        False, description="Send the pages' session cookie with the Secure flag, so a browser "
+        "sends it only over HTTPS: set it (CHURNLENS_SECURE_COOKIES=true) wherever the pages are "
+        "reached over HTTPS, as behind a TLS proxy.")
 
     # execution
     backend: Literal["duckdb", "spark", "postgres"] = Field(

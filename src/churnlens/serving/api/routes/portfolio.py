@@ -1,0 +1,44 @@
+"""The portfolio: every account, riskiest first, filtered and paged, with its revenue sums."""
+
+# No ``from __future__ import annotations``: FastAPI reads the route annotations at runtime.
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from churnlens.serving.api.deps import ReadKey, ServingDep, json_answer, require_served, shown
+from churnlens.serving.api.schemas import Portfolio, key_refusals, refusals, secured
+from churnlens.serving.state import answers, revenue_of
+
+router = APIRouter(tags=["portfolio"])
+
+
+@router.get("/v1/accounts", response_model=Portfolio, openapi_extra=secured("read"),
+            responses={**key_refusals("read"), **refusals(422, 503)})
+def portfolio(key: ReadKey, state: ServingDep, tier: str | None = None,
+              segment: str | None = None, playbook: str | None = None, csm: str | None = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+              cursor: Annotated[str | None, Query(description="next_cursor of the "
+                                                  "previous page")] = None
+              ) -> Response:
+    """The portfolio, riskiest first, filtered."""
+    served = require_served(state)
+    table = served.ranking
+    if playbook is not None and "playbook" not in table:
+        raise HTTPException(503, "the score table is still being built; filtering by "
+                            "playbook works once it is done", headers={"Retry-After": "10"})
+    for column, value in (("tier", tier), ("segment", segment), ("playbook", playbook)):
+        if value is not None:
+            table = table[table[column] == value]
+    if csm is not None:
+        table = table[table["account_id"].map(served.directory["csm"]) == csm]
+    start = 0
+    if cursor is not None:
+        if not (cursor.isascii() and cursor.isdigit()):
+            raise HTTPException(422, f"cursor {shown(cursor)} is not one this API gave out")
+        start = min(int(cursor), len(table))
+    page = table.iloc[start:start + limit]
+    following = start + limit
+    return json_answer({"accounts": answers(served, list(page["account_id"]), state.settings),
+                        "next_cursor": str(following) if following < len(table) else None,
+                        "revenue": revenue_of(table, served.bundle.revenue)})
