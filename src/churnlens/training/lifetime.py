@@ -245,6 +245,8 @@ def backtest_figures(predicted: np.ndarray, realised: np.ndarray, naive: np.ndar
         return {"predicted_total": total,
                 "total_error_share": (total - real) / real if real else float("nan"),
                 "per_account_mae": float(np.abs(p - y).mean()) if len(y) else float("nan"),
+                "per_account_rmse": float(np.sqrt(((p - y) ** 2).mean())) if len(y)
+                else float("nan"),
                 "per_account_wape": float(np.abs(p - y).sum() / real) if real
                 else float("nan")}
 
@@ -266,4 +268,6 @@ BACKTEST_NOTE = (
     "with MRR at an evaluation date got its expected revenue over the next 12 months, compared "
     "with the MRR it then held at the start of each of those months (0 once gone). naive: "
     "MRR x 12. total_error_share: (predicted - realised) / realised over all accounts; "
-    "per_account_wape: sum |predicted - realised| / sum realised.")
+    "per_account_wape: sum |predicted - realised| / sum realised (an absolute error favours "
+    "the likeliest outcome, staying, so MRR x 12 can win it while losing the total; "
+    "per_account_rmse is the error an expected value minimises).")

@@ -945,7 +945,8 @@ def _outlook_metrics(report: dict[str, Any]) -> dict[str, float]:
             for key in ("roc_auc", "brier", "ece"):
                 out[f"renewal_91_365.{score}.{key}"] = figures[key]
     backtest = (report.get("lifetime_value") or {}).get("backtest") or {}
-    for key in ("total_error_share", "per_account_wape", "per_account_mae"):
+    for key in ("total_error_share", "per_account_wape", "per_account_mae",
+                "per_account_rmse"):
         if key in backtest:
             out[f"revenue_12m.{key}"] = backtest[key]
             out[f"revenue_12m.naive.{key}"] = backtest["naive"][key]
