@@ -524,6 +524,7 @@ def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
             console.print(f"  as served (scaled to the churn probability): C-td "
                           f"{_figure(served['c_td'], '.3f')}, integrated Brier "
                           f"{_figure(served['ibs'], '.4f')}")
+    print_outlook(report)
     cold = report.get("cold_start") or {}
     if "validation" in cold:
         figures = cold["validation"]
@@ -540,6 +541,38 @@ def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
         console.print(f"[yellow]segment: {flag}[/]")
     colour = "green" if report["promoted"] else "yellow"
     console.print(f"[{colour}]{report['reason']}[/]")
+
+
+def print_outlook(report: dict) -> None:  # type: ignore[type-arg]
+    """Renewal risk beside the horizon probability, and the 12-month revenue backtest."""
+    renewal = report.get("renewal") or {}
+    band = renewal.get("renewal_91_365")
+    if band:
+        horizon = report.get("horizon_days", 90)
+        ours, theirs = band["renewal_risk"], band[f"churn_{horizon}d"]
+        console.print(f"lost at the next renewal, renewals 91-365 days away ({band['snapshots']:,}"
+                      f" snapshots, {band['lost']} lost, out of time): ROC AUC renewal risk "
+                      f"{_figure(ours['roc_auc'], '.3f')} vs {horizon}-day probability "
+                      f"{_figure(theirs['roc_auc'], '.3f')}; ECE {_figure(ours['ece'], '.3f')} "
+                      f"vs {_figure(theirs['ece'], '.3f')}")
+        every = renewal.get("renewal_all_known") or {}
+        if every:
+            console.print(f"  every renewal up to a year away ({every['snapshots']:,} snapshots):"
+                          f" ROC AUC {_figure(every['renewal_risk']['roc_auc'], '.3f')} vs "
+                          f"{_figure(every[f'churn_{horizon}d']['roc_auc'], '.3f')}")
+    elif "skipped" in renewal:
+        console.print(f"[yellow]{renewal['skipped']}[/]")
+    backtest = (report.get("lifetime_value") or {}).get("backtest")
+    if backtest:
+        console.print(f"12-month revenue, out of time ({backtest['accounts']:,} accounts): "
+                      f"predicted {backtest['predicted_total']:,.0f} vs paid "
+                      f"{backtest['realised_total']:,.0f} "
+                      f"({100 * backtest['total_error_share']:+.1f}%), per account RMSE "
+                      f"{backtest['per_account_rmse']:,.0f}, WAPE "
+                      f"{100 * backtest['per_account_wape']:.1f}% (MRR x 12: "
+                      f"{100 * backtest['naive']['total_error_share']:+.1f}%, "
+                      f"{backtest['naive']['per_account_rmse']:,.0f}, "
+                      f"{100 * backtest['naive']['per_account_wape']:.1f}%)")
 
 
 @app.command()

@@ -131,6 +131,17 @@ class Settings(BaseSettings):
         "sends it only over HTTPS: set it (CHURNLENS_SECURE_COOKIES=true) wherever the pages are "
         "reached over HTTPS, as behind a TLS proxy.")
 
+    # lifetime value (``training/lifetime.py``)
+    ltv_discount_rate: float = Field(
+        0.10, ge=0, le=1, description="Annual rate lifetime value discounts future revenue "
+        "by, applied monthly: revenue m months out counts (1 + rate)^(-m/12).")
+    ltv_horizon_months: int = Field(
+        60, ge=12, le=600, description="Months of future revenue lifetime value sums "
+        "(expected revenue over 12 months is always 12).")
+    ltv_gross_margin: float = Field(
+        1.0, gt=0, le=1, description="Share of revenue lifetime value keeps: 1 gives revenue "
+        "LTV, e.g. 0.8 gross-profit LTV. Expected 12-month revenue is never margin-adjusted.")
+
     # execution
     backend: Literal["duckdb", "spark", "postgres"] = Field(
         "duckdb", description="Engine that validates the history and builds features (and, for "

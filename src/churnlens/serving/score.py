@@ -42,6 +42,7 @@ from churnlens.training.coldstart import COLD, FULL
 from churnlens.training.drift import DRIFT_PSI, feature_psi
 from churnlens.training.evaluation import touch_segment
 from churnlens.training.forecast import expected_expansion_arr
+from churnlens.training.lifetime import SPEND_COLUMN, ValueAssumptions, bundle_outlook
 from churnlens.training.matrix import load_latest_snapshot
 
 CHUNK_ROWS = 100_000
@@ -206,14 +207,25 @@ def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
     meta = {c: frame[c].to_numpy() for c in META if c in frame}
     new = explain.new_accounts(bundle, meta, len(x))
     churn = explain.churn_probability(bundle, x, new)
-    return pd.DataFrame({**_headline(bundle, settings, meta, churn,
-                                     expansion_probability(bundle, x), new),
+    expansion = expansion_probability(bundle, x)
+    return pd.DataFrame({**_headline(bundle, settings, meta, churn, expansion, new),
                          **timing_columns(bundle, x, churn, meta),
+                         **outlook_columns(bundle, x, churn, expansion, meta, settings),
                          "model_version": bundle.version})
 
 
-META = ("account_id", "as_of", "mrr", "days_to_renewal", "tenure_days")
-"""Snapshot columns scoring reads besides the model's input: identity, segment, playbook facts."""
+def outlook_columns(bundle: Bundle, x: np.ndarray, churn: np.ndarray, expansion: np.ndarray,
+                    meta: dict[str, Any], settings: Settings) -> dict[str, np.ndarray]:
+    """Renewal risk, the risk a CSM sees (``risk``, ``risk_basis``), expected revenue over 12
+    months and lifetime value (``training.lifetime``), with the value's basis."""
+    return bundle_outlook(bundle, x, churn, expansion, meta, ValueAssumptions(
+        discount_rate=settings.ltv_discount_rate, horizon_months=settings.ltv_horizon_months,
+        gross_margin=settings.ltv_gross_margin)).columns()
+
+
+META = ("account_id", "as_of", "mrr", "days_to_renewal", "tenure_days", SPEND_COLUMN)
+"""Snapshot columns scoring reads besides the model's input: identity, segment, playbook facts,
+and revenue where there is no MRR (spend)."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +292,7 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
     columns: dict[str, Any] = {
         **headline,
         **timing_columns(bundle, rows.x, churn.probability, rows.meta),
+        **outlook_columns(bundle, rows.x, churn.probability, expansion, rows.meta, settings),
         **{f"{pillar}_points": pillars[pillar] for pillar in PILLARS_ORDER},
         "failing_pillar": failing, "playbook": plays, "playbook_reason": reasons,
         **seen,
@@ -319,6 +332,9 @@ def table_schema(explained: bool = True) -> pa.Schema:
     fields += [(name, pa.float64()) for name in BY_MONTH]
     fields += [("days_to_renewal", pa.float64()), ("churn_before_renewal", pa.float64()),
                ("renewal_beyond_horizon", pa.bool_()), ("timing_summary", pa.string())]
+    fields += [("renewal_risk", pa.float64()), ("risk", pa.float64()),
+               ("risk_basis", pa.string()), ("expected_revenue_12m", pa.float64()),
+               ("lifetime_value", pa.float64()), ("value_basis", pa.string())]
     if explained:
         fields += [(f"{pillar}_points", pa.float64()) for pillar in PILLARS_ORDER]
         fields += [("failing_pillar", pa.string()), ("playbook", pa.string()),

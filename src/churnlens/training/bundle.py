@@ -15,6 +15,9 @@
                                  bundles written before it load with ``hazard = None``
         revenue.json             what churn and expansion did to ARR (``training.forecast``),
                                  for expected expansion ARR and the GRR/NRR forecast
+        renewal.lgb.txt, renewal.json   the renewal-outcome model (``training.renewal``):
+                                 risk until the next renewal, and the year that lifetime
+                                 value reads; bundles without it load with ``renewal = None``
 
 Loading re-hashes every file and compares the feature list with the registry of the code that
 loads it; any difference is refused with a message that names it, because a model scoring
@@ -45,12 +48,15 @@ from churnlens.training.calibration import Calibrator
 from churnlens.training.forecast import RevenueModel
 from churnlens.training.hazard import HazardModel, hazard_inputs
 from churnlens.training.matrix import FeatureSpace
+from churnlens.training.renewal import RenewalModel
+from churnlens.training.renewal import inputs as renewal_inputs
 
 TARGETS = ("churn", "expansion")
 LABEL_OF = {"churn": "churned", "expansion": "expanded"}
 MANIFEST = "manifest.json"
 HAZARD_MODEL, HAZARD_INFO = "hazard.lgb.txt", "hazard.json"
 REVENUE = "revenue.json"
+RENEWAL_MODEL, RENEWAL_INFO = "renewal.lgb.txt", "renewal.json"
 FORMAT = 1
 
 
@@ -106,6 +112,9 @@ class Bundle:
     """What each outcome did to ARR; None in older bundles and without MRR."""
     cold_start: ColdStart | None = None
     """The churn model of new accounts; None in older bundles or without enough of them."""
+    renewal: RenewalModel | None = None
+    """P(lost by a date beyond the horizon | kept through it): renewal risk and a year's
+    survival; None in older bundles or when the history had too few outcomes a year out."""
 
     @property
     def version(self) -> str:
@@ -151,7 +160,8 @@ def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
                  models: dict[str, TargetModel], metrics: dict[str, Any],
                  info: dict[str, Any], reference: dict[str, Any] | None = None,
                  hazard: HazardModel | None = None, revenue: RevenueModel | None = None,
-                 cold_start: ColdStart | None = None) -> Path:
+                 cold_start: ColdStart | None = None,
+                 renewal: RenewalModel | None = None) -> Path:
     """Write the bundle to a staging folder, then rename it into place (never half-written)."""
     staging = folder.with_name(folder.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -174,6 +184,9 @@ def write_bundle(folder: Path, *, version: str, space: FeatureSpace,
         put(HAZARD_INFO, json.dumps(hazard.to_json(), indent=2))
     if revenue is not None:
         put(REVENUE, json.dumps(revenue.to_json()))
+    if renewal is not None:
+        put(RENEWAL_MODEL, renewal.booster.model_to_string())
+        put(RENEWAL_INFO, json.dumps(renewal.to_json(), indent=2))
     if cold_start is not None:
         put(COLD_MODEL, cold_start.model.booster.model_to_string())
         put(COLD_CALIBRATOR, json.dumps(cold_start.model.calibrator.to_json(), indent=2))
@@ -242,7 +255,22 @@ def load_bundle(folder: Path) -> Bundle:
                   reference=reference, hazard=_load_hazard(folder, files, space),
                   revenue=RevenueModel.from_json(json.loads((folder / REVENUE).read_text()))
                   if REVENUE in files else None,
-                  cold_start=_load_cold_start(folder, files, space))
+                  cold_start=_load_cold_start(folder, files, space),
+                  renewal=_load_renewal(folder, files, space))
+
+
+def _load_renewal(folder: Path, files: dict[str, str], space: FeatureSpace
+                  ) -> RenewalModel | None:
+    """The bundle's renewal-outcome model, or None when it has none (older bundles)."""
+    if RENEWAL_MODEL not in files:
+        return None
+    if RENEWAL_INFO not in files:
+        raise BundleError(f"{folder}: {RENEWAL_MODEL} is listed without {RENEWAL_INFO}")
+    booster = lgb.Booster(model_str=(folder / RENEWAL_MODEL).read_text())
+    if booster.feature_name() != renewal_inputs(space.features):
+        raise BundleError(f"{folder}: the renewal model was trained on other features than "
+                          "the bundle lists")
+    return RenewalModel.from_json(booster, json.loads((folder / RENEWAL_INFO).read_text()))
 
 
 def _load_cold_start(folder: Path, files: dict[str, str], space: FeatureSpace

@@ -35,8 +35,10 @@ from churnlens.training import (
     explain,
     forecast,
     hazard,
+    lifetime,
     models,
     plots,
+    renewal,
     tracking,
 )
 from churnlens.training.bundle import (
@@ -52,7 +54,7 @@ from churnlens.training.bundle import (
     point_champion,
     write_bundle,
 )
-from churnlens.training.calibration import FITTERS, Calibrator
+from churnlens.training.calibration import FITTERS, Calibrator, fit_platt
 from churnlens.training.matrix import FeatureSpace, feature_space, labels_of, load_snapshots
 from churnlens.training.metrics import (
     METRIC_NAMES,
@@ -247,6 +249,121 @@ def evaluate_hazard(fit: HazardFit | None, parts: dict[str, pd.DataFrame], space
                       "num_leaves": fit.search.chosen.params["num_leaves"],
                       "trees": fit.search.chosen.rounds},
             "seconds": fit.seconds}
+
+
+def fit_renewal_model(labelled: pd.DataFrame, space: FeatureSpace, fits: dict[str, TargetFit],
+                      settings: Settings) -> renewal.RenewalFit:
+    """The served renewal-outcome model, on every outcome beyond the horizon known by now."""
+    return renewal.fit_renewal(labelled, space.matrix, settings.horizon_days,
+                               renewal.known_until(labelled, settings.horizon_days),
+                               fits["churn"].search.chosen, settings.seed)
+
+
+OUTLOOK_DATES = 3
+"""Snapshot dates the renewal AUC and the 12-month revenue backtest are read on."""
+
+
+def _refit_target(rows: pd.DataFrame, space: FeatureSpace, candidate: models.Candidate,
+                  label: str, seed: int) -> TargetModel:
+    """A model of the run's shape on ``rows``, Platt-calibrated on out-of-fold scores."""
+    x, y = space.matrix(rows), labels_of(rows, label)
+    raw = models.out_of_fold(x, y, rows["account_id"].to_numpy(), candidate,
+                             CALIBRATION_FOLDS, seed)
+    return TargetModel(booster=models.fit_lightgbm(x, y, candidate), calibrator=fit_platt(raw, y))
+
+
+def evaluate_outlook(labelled: pd.DataFrame, frame: pd.DataFrame, space: FeatureSpace,
+                     fits: dict[str, TargetFit], hazard_fit: HazardFit | None,
+                     settings: Settings) -> dict[str, Any]:
+    """Renewal risk against the horizon probability, and predicted 12-month revenue against
+    what was paid, out of time: every model refitted on what was known at the first
+    evaluation date (the latest dates whose renewals up to a year out are known)."""
+    horizon = settings.horizon_days
+    until = renewal.known_until(labelled, horizon)
+    dates = renewal.evaluation_dates(sorted(set(labelled["as_of"])), until, OUTLOOK_DATES)
+    as_of = pd.to_datetime(labelled["as_of"])
+    cutoff = pd.Timestamp(dates[0] if dates else max(labelled["as_of"]))
+    ended = labelled[(as_of + pd.Timedelta(days=horizon) <= cutoff).to_numpy()]
+    if not dates or ended["as_of"].nunique() < MIN_FIT_DATES or labels_of(
+            ended, "churned").sum() == 0:
+        why = (f"no out-of-time check of renewal risk and revenue: it needs a year of "
+               f"outcomes after its evaluation dates and {MIN_FIT_DATES} snapshot dates whose "
+               f"{horizon}-day labels had ended before them; this history (labelled outcomes "
+               f"known until {until.date()}) has "
+               + (f"{ended['as_of'].nunique()} before {dates[0]}" if dates else
+                  "no snapshot date a year before that"))
+        return {"renewal": {"skipped": why}, "lifetime_value": {"skipped": why}}
+    candidate = fits["churn"].search.chosen
+    earlier = labelled[(as_of < cutoff).to_numpy()]
+    fitted = renewal.fit_renewal(earlier, space.matrix, horizon, cutoff, candidate,
+                                 settings.seed)
+    if fitted.model is None:
+        why = f"no out-of-time check of renewal risk and revenue: {fitted.why_not}"
+        return {"renewal": {"skipped": why}, "lifetime_value": {"skipped": why}}
+    churn = _refit_target(ended, space, candidate, "churned", settings.seed)
+    rows = labelled[labelled["as_of"].isin(set(dates))]
+    x = space.matrix(rows)
+    p = churn.probability(x)
+    periods = hazard.periods_of(horizon)
+    curve = hazard.spread_curve(p, periods)
+    if hazard_fit is not None:
+        expanded = hazard.person_period(ended, horizon)
+        booster = models.fit_lightgbm(
+            hazard.with_period(space.matrix(expanded), expanded[hazard.PERIOD].to_numpy()),
+            expanded[hazard.EVENT].to_numpy(), hazard_fit.search.chosen)
+        curve = hazard.scaled_curve(hazard.HazardModel(
+            booster=booster, periods=periods, horizon_days=horizon).curve(x), p)
+    growth = np.ones(len(rows))
+    if "expansion" in fits and "mrr" in frame.columns and 0 < labels_of(
+            ended, "expanded").sum() < len(ended):
+        expansion = _refit_target(ended, space, fits["expansion"].search.chosen, "expanded",
+                                  settings.seed)
+        outcomes = forecast.revenue_outcomes(frame[pd.to_datetime(frame["as_of"]) < cutoff],
+                                             horizon)
+        outcomes = outcomes[pd.to_datetime(outcomes["end_as_of"]) <= cutoff]
+        if not outcomes.empty:
+            uplift = forecast.fit_revenue_model(outcomes, horizon, settings.seed).uplift()
+            growth = 1.0 + expansion.probability(x) * max(uplift, 0.0)
+    meta = {c: rows[c].to_numpy() for c in ("mrr", lifetime.SPEND_COLUMN) if c in rows}
+    base, basis = lifetime.monthly_revenue(meta, len(rows))
+    days = (pd.to_numeric(rows[hazard.RENEWAL], errors="coerce").to_numpy(dtype=float)
+            if hazard.RENEWAL in rows else np.full(len(rows), np.nan))
+    seen = lifetime.outlook(x, p, curve, days, base, basis, growth, fitted.model, horizon,
+                            assumptions(settings))
+    lost, known = renewal.lost_at_renewal(rows, renewal.churn_dates(labelled), until)
+    band = renewal.band_of(days) & known
+    out: dict[str, Any] = {
+        "evaluation_dates": [d.isoformat() for d in dates], "cutoff": dates[0].isoformat(),
+        "renewal_model_rows": fitted.rows,
+        "renewal_91_365": renewal.summarise_band(lost[band], seen.renewal_risk[band], p[band],
+                                                 horizon),
+        "renewal_all_known": renewal.summarise_band(
+            lost[known], seen.renewal_risk[known], p[known], horizon),
+        "note": renewal.auc_note(horizon)}
+    result: dict[str, Any] = {"renewal": out}
+    if "mrr" not in rows:
+        result["lifetime_value"] = {"skipped": "no 12-month revenue backtest: the history has "
+                                    "no MRR to compare with (spend-based value is not "
+                                    "backtested)"}
+        return result
+    paid = lifetime.realised_revenue(frame, dates)
+    keys = pd.MultiIndex.from_arrays([rows["account_id"].astype(str).to_numpy(),
+                                      pd.to_datetime(rows["as_of"]).dt.date.to_numpy()])
+    realised = paid.set_index(["account_id", "as_of"])["realised"].reindex(keys).to_numpy(float)
+    usable = ~np.isnan(realised) & ~np.isnan(base) & (basis == "mrr")
+    result["lifetime_value"] = {
+        "backtest": lifetime.backtest_figures(
+            seen.expected_revenue_12m[usable], realised[usable], 12.0 * base[usable],
+            np.asarray([str(d) for d in keys.get_level_values(1)])[usable]),
+        "note": lifetime.BACKTEST_NOTE, "assumptions": dataclasses.asdict(assumptions(settings))}
+    return result
+
+
+def assumptions(settings: Settings) -> lifetime.ValueAssumptions:
+    """The lifetime-value settings as the computation reads them."""
+    return lifetime.ValueAssumptions(discount_rate=settings.ltv_discount_rate,
+                                     horizon_months=settings.ltv_horizon_months,
+                                     gross_margin=settings.ltv_gross_margin)
 
 
 def fit_revenue(frame: pd.DataFrame, labelled: pd.DataFrame, fits: dict[str, TargetFit],
@@ -550,6 +667,9 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
     if progress:
         progress("fitting the churn-month hazard")
     hazard_fit = fit_hazard_model(parts, space, settings)
+    if progress:
+        progress("fitting the renewal-outcome model")
+    renewal_fit = fit_renewal_model(labelled, space, fits, settings)
     val = parts["validation"]
     overlap = len(set(val["account_id"]) & set(pd.concat(
         [parts["fit"], parts["tuning"], parts["calibration"]])["account_id"]))
@@ -591,6 +711,12 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         report["baselines"] = _peer_baselines(parts, settings, report["churn"]["validation"])
         report["hazard"] = evaluate_hazard(hazard_fit, parts, space,
                                            fits["churn"].validation, settings)
+        if progress:
+            progress("checking renewal risk and 12-month revenue out of time")
+        report.update(evaluate_outlook(labelled, frame, space, fits, hazard_fit, settings))
+        report.setdefault("renewal", {})["served_model"] = (
+            {"rows": renewal_fit.rows, "lost": renewal_fit.lost} if renewal_fit.model
+            else {"skipped": renewal_fit.why_not})
         revenue = (fit_revenue(frame, labelled, fits, space, settings)
                    if "expansion" in fits else None)
         cold, report["cold_start"] = coldstart.fit_cold_start(
@@ -619,7 +745,7 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
                   "features_settings": manifest["settings"]},
             reference=drift.reference(pd.concat([parts["fit"], parts["tuning"]]), space),
             hazard=hazard_fit.model if hazard_fit else None,
-            revenue=revenue, cold_start=cold)
+            revenue=revenue, cold_start=cold, renewal=renewal_fit.model)
 
         promoted, reason, comparisons = _gate(client, settings, val, fits, space)
         report["promoted"], report["reason"] = promoted, reason
@@ -686,6 +812,7 @@ def export_bundle(bundle_dir: Path, models_root: Path, versions: dict[str, str])
                         models=bundle.models, metrics=bundle.metrics,
                         reference=bundle.reference, hazard=bundle.hazard,
                         revenue=bundle.revenue, cold_start=bundle.cold_start,
+                        renewal=bundle.renewal,
                         info={**info, "registered_versions": versions})
 
 
@@ -801,11 +928,29 @@ def _flat_metrics(report: dict[str, Any]) -> dict[str, float]:
             if isinstance(value, float) and np.isfinite(value):
                 out[f"{target}.oracle.{key}"] = value
     out.update(_hazard_metrics(report.get("hazard") or {}))
+    out.update(_outlook_metrics(report))
     segments = report.get("segments") or {}
     out["segments.flags"] = float(len(segments.get("flags", [])))
     for target, worst in segments.get("worst_auc_gap", {}).items():
         out[f"segments.{target}.worst_auc_gap"] = worst
     return out
+
+
+def _outlook_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The renewal AUC side by side and the 12-month revenue backtest, as MLflow metrics."""
+    out: dict[str, float] = {}
+    band = (report.get("renewal") or {}).get("renewal_91_365") or {}
+    for score, figures in band.items():
+        if isinstance(figures, dict):
+            for key in ("roc_auc", "brier", "ece"):
+                out[f"renewal_91_365.{score}.{key}"] = figures[key]
+    backtest = (report.get("lifetime_value") or {}).get("backtest") or {}
+    for key in ("total_error_share", "per_account_wape", "per_account_mae",
+                "per_account_rmse"):
+        if key in backtest:
+            out[f"revenue_12m.{key}"] = backtest[key]
+            out[f"revenue_12m.naive.{key}"] = backtest["naive"][key]
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
 def _hazard_metrics(figures: dict[str, Any]) -> dict[str, float]:
