@@ -102,7 +102,7 @@ def test_improvements_move_levers_the_healthy_way_and_what_derives_from_them(sco
 
 
 def test_drivers_are_levers_and_context_is_apart(scored: Scored) -> None:
-    _, bundle, _, table = scored
+    table = scored[3]
     load_all()
     riskiest = scoring.sort_riskiest(table).iloc[0]
     drivers, context = json.loads(riskiest["drivers_json"]), json.loads(riskiest["context_json"])
