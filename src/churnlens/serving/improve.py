@@ -207,6 +207,19 @@ def _moved(lever: Lever, features: tuple[str, ...], x: np.ndarray, target: float
     return edited, ok
 
 
+def _used(bundle: Bundle) -> set[str]:
+    """Features some split of the churn model (or of the cold-start model) reads: a lever that
+    moves none of them cannot change a probability, so it costs no model call."""
+    boosters = [bundle.models["churn"].booster]
+    if bundle.cold_start is not None:
+        boosters.append(bundle.cold_start.model.booster)
+    used: set[str] = set()
+    for booster in boosters:
+        splits = booster.feature_importance("split")
+        used |= {n for n, k in zip(booster.feature_name(), splits, strict=True) if k > 0}
+    return used
+
+
 def improvements(bundle: Bundle, x: np.ndarray, new: np.ndarray, churn: np.ndarray,
                  targets: Targets | None, playbooks: Playbooks) -> list[list[dict[str, Any]]]:
     """Each row's best lever changes (at most ``MAX_IMPROVEMENTS``, one per pillar so that
@@ -216,8 +229,10 @@ def improvements(bundle: Bundle, x: np.ndarray, new: np.ndarray, churn: np.ndarr
     if targets is None or not len(x):
         return out
     features = bundle.space.features
+    used = _used(bundle)
     levers = [lever for lever in levers_of(features)
-              if lever.feature in targets.values and lever.root in targets.bounds]
+              if lever.feature in targets.values and lever.root in targets.bounds
+              and used & {lever.root, *lever.dependents}]
     gains = np.full((len(x), len(levers)), -np.inf)
     tried: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     """Per lever: its rows, their edited root and dependents, their probability after."""
