@@ -13,6 +13,7 @@ import pytest
 from homes import served_home, trained_home
 
 from churnlens.features.registry import REGISTRY, load_all
+from churnlens.serving import explain
 from churnlens.serving import score as scoring
 from churnlens.serving.changes import previous_partition, previous_snapshot, summary
 from churnlens.serving.playbooks import load_playbooks
@@ -45,8 +46,23 @@ def test_the_movers_sum_to_the_change_in_probability(scored: tuple[Path, pd.Data
     assert 0.5 * len(table) < len(known) < len(table)  # most accounts were there, a few are new
     expected = 100 * (known["churn_probability"] - known["account_id"].map(before))
     np.testing.assert_allclose(known["churn_change"], expected, atol=1e-9)
-    sums = known["change_json"].map(lambda text: sum(d["points"] for d in json.loads(text)))
-    np.testing.assert_allclose(sums, known["churn_change"], atol=1e-9)
+    # levers and context apart, each list closed by its rest: together they sum to the change
+    levers = known["change_json"].map(lambda text: sum(d["points"] for d in json.loads(text)))
+    context = known["change_context_json"].map(
+        lambda text: sum(d["points"] for d in json.loads(text)))
+    np.testing.assert_allclose(levers + context, known["churn_change"], atol=1e-9)
+    load_all()
+    for text, role in (("change_json", "lever"), ("change_context_json", "context")):
+        named = [d for t in known[text] for d in json.loads(t) if d["feature"] is not None]
+        assert named and {REGISTRY[d["feature"]].role for d in named} == {role}
+    # the health change is the health score's change, exactly
+    bundle_rate = scoring.average_rate(bundle)
+    health_before = known["account_id"].map(pd.Series(
+        explain.health_score(before.to_numpy(), bundle_rate), index=before.index))
+    np.testing.assert_allclose(known["health_change"],
+                               np.round(known["health_score"] - health_before, 1), atol=1e-9)
+    moved = known[known["churn_change"].abs() >= 1.0]
+    assert (moved["health_change"] != 0).all()  # never 'held' while the risk moved a point
     assert (known["previous_as_of"] == previous_as_of).all()
     # new accounts have no change, not a made-up one
     new = table[table["change_json"].isna()]
@@ -73,7 +89,11 @@ def test_summary_names_the_movers_in_the_direction_of_the_change() -> None:
     up = {"feature": "tickets_30d", "points": 6.0, "sentence": "4 tickets (was 0)"}
     down = {"feature": "mrr", "points": -1.0, "sentence": "MRR 900 (was 800)"}
     assert summary(5.0, -14.0, [up, down]) == \
-        "Health fell 14 points (churn risk +5.0 points): 4 tickets (was 0)."
+        "Health fell 14.0 points (churn risk +5.0 points): 4 tickets (was 0)."
+    renewal = {"feature": "days_to_renewal", "points": 3.0, "sentence": "Renewal in 20 days"}
+    assert summary(2.5, -1.5, [down], [renewal]) == ("Health fell 1.5 points (churn risk +2.5 "
+                                                     "points): MRR 900 (was 800); context: "
+                                                     "Renewal in 20 days.")
     assert summary(0.2, 0.0, [up]) == "Little changed since the last score."
 
 
@@ -82,12 +102,28 @@ def test_the_api_answers_with_the_change(tmp_path_factory: pytest.TempPathFactor
     table = pd.read_parquet(next((home / "scores").glob("*.parquet")))
     assert "change_json" in table
     worst = table.loc[table["health_change"].idxmin(), "account_id"]
+    riskiest = scoring.sort_riskiest(table)["account_id"].iloc[0]
     process, base = serve(home)
     try:
         answer = httpx.get(f"{base}/v1/accounts/{worst}/risk",
                            headers={"X-API-Key": keys["read"]}, timeout=30).json()
+        risky = httpx.get(f"{base}/v1/accounts/{riskiest}/risk",
+                          headers={"X-API-Key": keys["read"]}, timeout=30).json()
+        improvement = risky["improvements"][0]
+        what_if = httpx.post(f"{base}/v1/what-if", headers={"X-API-Key": keys["whatif"]},
+                             json={"account_id": riskiest,
+                                   "features": improvement["changes"]}, timeout=30).json()
     finally:
         stop(process)
     change = answer["change"]
     assert change["health_points"] < 0 and change["summary"].startswith("Health fell")
-    assert sum(d["points"] for d in change["drivers"]) == pytest.approx(change["churn_points"])
+    assert sum(d["points"] for d in change["drivers"] + change["context"]) == pytest.approx(
+        change["churn_points"])
+    # the riskiest account: drivers are levers, renewal timing is context, and its first
+    # improvement is what a what-if with the same change answers
+    load_all()
+    assert all(REGISTRY[d["feature"]].is_lever for d in risky["drivers"])
+    assert "days_to_renewal" in {d["feature"] for d in risky["context"]}
+    assert what_if["churn_probability"] == pytest.approx(
+        improvement["improved_churn_probability"], abs=1e-9)
+    assert what_if["churn_probability"] < risky["churn_probability"]

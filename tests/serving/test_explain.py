@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlens.serving.explain import explain, health_score, pillar_points, tier, top_features
+from churnlens.serving.explain import (
+    explain,
+    health_score,
+    levers_of,
+    pillar_points,
+    role_points,
+    tier,
+    top_features,
+)
 from churnlens.serving.playbooks import PlaybookError, load_playbooks
 from churnlens.training.bundle import TargetModel
 from churnlens.training.calibration import fit_isotonic, fit_platt
@@ -66,7 +74,44 @@ def test_pillars_tiers_and_health() -> None:
     assert by_pillar["commercial"][0] == -0.5
     assert by_pillar["satisfaction"][0] == 0.25
     assert tier(np.array([0.3, 0.12, 0.01]), 0.25, 0.10).tolist() == ["high", "medium", "low"]
-    assert health_score(np.array([0.0, 0.05, 0.1, 0.5]), 0.05).tolist() == [100, 50, 0, 0]
+    # failing pillars are judged on levers: the renewal date (context) adds nothing
+    assert pillar_points(FEATURES, points, levers_only=True)["commercial"][0] == 0.0
+    assert pillar_points(FEATURES, points, levers_only=True)["support"][0] == 2.0
+
+
+def test_levers_and_context_share_out_the_gap_and_drivers_are_levers() -> None:
+    assert levers_of(FEATURES).tolist() == [True, True, False, True]
+    points = np.array([[1.0, 2.0, -9.5, 0.25], [0.0, -1.0, 4.0, 0.5]])
+    roles = role_points(FEATURES, points)
+    np.testing.assert_allclose(roles["lever"] + roles["context"], points.sum(axis=1))
+    assert roles["context"].tolist() == [-9.5, 4.0]
+    # the biggest mover is days_to_renewal, but drivers come from levers only
+    levers = levers_of(FEATURES)
+    assert top_features(points, 2, among=levers).tolist() == [[1, 0], [1, 3]]
+    assert top_features(points, 5, among=~levers).tolist() == [[2], [2]]
+
+
+def test_health_score_is_50_at_the_reference_and_moves_with_every_point_of_risk() -> None:
+    grid = np.round(np.arange(0.0, 1.0001, 0.001), 3)
+    for reference in (0.005, 0.01, 0.05, 0.2, 0.5):
+        health = health_score(grid, reference)
+        assert health_score(np.array([reference]), reference)[0] == 50.0
+        assert (np.diff(health) <= 0).all()  # lower as the risk is higher
+        assert ((health >= 0) & (health <= 100)).all()
+        # one percentage point more risk is always a lower health score, even near 0 and 1
+        step = 10  # grid points per percentage point
+        assert (health[step:] < health[:-step]).all(), reference
+        # no saturation: only the ends of [0, 1] reach 0 or 100
+        inner = health[(grid >= 0.001) & (grid <= 0.999)]
+        assert ((inner > 0) & (inner < 100)).all()
+    # the formula: 100 / (1 + sqrt(odds ratio)), a decimal place
+    odds = (0.2 / 0.8) / (0.05 / 0.95)
+    assert health_score(np.array([0.2]), 0.05)[0] == round(100 / (1 + odds ** 0.5), 1)
+    # a pure function of one probability: the same risk reads the same beside any others
+    assert health_score(np.array([0.13, 0.9]), 0.05)[0] == health_score(np.array([0.13]),
+                                                                         0.05)[0]
+    # resolution where the risk is: 13% and 90% no longer both read 0
+    assert health_score(np.array([0.13]), 0.05)[0] > health_score(np.array([0.9]), 0.05)[0] + 20
 
 
 def test_default_playbooks_pick_by_tier_pillar_and_renewal() -> None:

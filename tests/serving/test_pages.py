@@ -111,6 +111,11 @@ def test_sign_in_filter_open_an_account_what_if_and_the_model(
     before = browser.find_element(By.ID, "churn-probability").text
     drivers = browser.find_elements(By.CSS_SELECTOR, "#drivers li")
     assert drivers and all(d.text for d in drivers)
+    # the riskiest account: what would help, each change recomputed by the model, with its play
+    helps = browser.find_elements(By.CSS_SELECTOR, "#improvements li")
+    assert helps and all("churn risk would fall from" in h.text and "playbook:" in h.text
+                         for h in helps)
+    assert browser.find_elements(By.CSS_SELECTOR, "#context li")
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 4
     _shot(browser, "account")
 
@@ -151,14 +156,14 @@ def test_biggest_drops_first_and_what_changed(browser: webdriver.Chrome,
     assert "biggest health drop first" in browser.find_element(By.ID, "match-count").text
     assert browser.find_element(By.ID, "arr-at-risk").text.replace(",", "").isdigit()
     changes = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "td.change")]
-    numbers = [int(text) for text in changes if text != "new"]
+    numbers = [float(text) for text in changes if text != "new"]
     assert numbers and numbers[0] < 0 and numbers == sorted(numbers)
     browser.find_elements(By.CSS_SELECTOR, "#accounts .account-link")[0].click()
     _arrive(browser, "/accounts/")
     section = browser.find_element(By.ID, "what-changed")
     assert "What changed since" in section.text
     assert browser.find_element(By.ID, "change-summary").text.startswith(
-        f"Health fell {-numbers[0]} points")
+        f"Health fell {-numbers[0]:.1f} points")
     movers = browser.find_elements(By.CSS_SELECTOR, "#change-drivers li")
     assert movers and "(was " in movers[0].text
     _shot(browser, "what-changed")

@@ -23,7 +23,7 @@ PER_DAYS = 30
 """Rates are said per 30 days, the unit a CSM reads usage in."""
 
 
-@windowed(days=(180, LONG_WINDOW_DAYS), name="events_{days}d", pillar="adoption",
+@windowed(days=(180, LONG_WINDOW_DAYS), name="events_{days}d", pillar="adoption", role="lever",
           unit="events", higher_is_riskier=False, fill=0,
           sentence="{value} product actions in the last {days} days")
 def events_in_window(usage: ir.Table, days: int) -> ir.Value:
@@ -32,15 +32,15 @@ def events_in_window(usage: ir.Table, days: int) -> ir.Value:
 
 
 @windowed(days=(30, 90, LONG_WINDOW_DAYS), name="active_days_{days}d", pillar="adoption",
-          unit="days", higher_is_riskier=False, fill=0,
+          role="lever", unit="days", higher_is_riskier=False, fill=0,
           sentence="Active on {value} of the last {days} days")
 def active_days_in_window(usage: ir.Table, days: int) -> ir.Value:
     """Days with any event of the account in the {days} days before as_of."""
     return account_measure(usage, "account_days", days).sum()
 
 
-@windowed(days=(90,), name="active_days_prev_{days}d", pillar="adoption", unit="days",
-          higher_is_riskier=False, fill=0,
+@windowed(days=(90,), name="active_days_prev_{days}d", pillar="adoption", role="lever", past=True,
+          unit="days", higher_is_riskier=False, fill=0,
           sentence="Active on {value} days in the {days} days before the last {days}")
 def active_days_in_previous_window(usage: ir.Table, days: int) -> ir.Value:
     """Days with any event of the account in the {days} days before the last {days}."""
@@ -48,7 +48,7 @@ def active_days_in_previous_window(usage: ir.Table, days: int) -> ir.Value:
 
 
 @windowed(days=(LONG_WINDOW_DAYS,), name="typical_gap_days_{days}d", pillar="adoption",
-          unit="days", higher_is_riskier=True,
+          role="lever", unit="days", higher_is_riskier=True,
           sentence="Usually {value} days between active days (last {days} days)")
 def typical_gap(usage: ir.Table, days: int) -> ir.Value:
     """Mean days between consecutive active days in the {days} days before as_of (null
@@ -58,14 +58,14 @@ def typical_gap(usage: ir.Table, days: int) -> ir.Value:
     return ratio(span, account_measure(usage, "account_days", days).sum() - 1)
 
 
-@feature(pillar="adoption", unit="days", higher_is_riskier=False,
+@feature(pillar="adoption", role="context", unit="days", higher_is_riskier=False,
          sentence="First activity {value} days ago")
 def days_since_first_event(onboarding: ir.Table) -> ir.Value:
     """Days since the account's first event of all (null before it has one)."""
     return onboarding.as_of_day - onboarding.first_event_day
 
 
-@feature(pillar="adoption", unit="ratio", higher_is_riskier=True,
+@feature(pillar="adoption", role="lever", unit="ratio", higher_is_riskier=True,
          sentence="Quiet for {value}x its usual gap between active days")
 def recency_vs_usual_gap(features: ir.Table) -> ir.Value:
     """Days since the last activity over the usual gap between active days (a year's)."""
@@ -80,7 +80,7 @@ def _per_period(total: ir.NumericValue, first_event_age: ir.IntegerValue, days: 
     return ratio(total * PER_DAYS, observed)
 
 
-@windowed(days=(LONG_WINDOW_DAYS,), name="event_rate_{days}d", pillar="adoption",
+@windowed(days=(LONG_WINDOW_DAYS,), name="event_rate_{days}d", pillar="adoption", role="lever",
           unit="events per 30 days", higher_is_riskier=False,
           sentence="{value} product actions per 30 days over the last {days} days "
           "(or since the first activity)")
@@ -89,7 +89,7 @@ def event_rate(features: ir.Table, days: int) -> ir.Value:
     return _per_period(features[f"events_{days}d"], features.days_since_first_event, days)
 
 
-@windowed(days=(LONG_WINDOW_DAYS,), name="active_day_rate_{days}d", pillar="adoption",
+@windowed(days=(LONG_WINDOW_DAYS,), name="active_day_rate_{days}d", pillar="adoption", role="lever",
           unit="days per 30 days", higher_is_riskier=False,
           sentence="Active on {value} days per 30 over the last {days} days "
           "(or since the first activity)")
@@ -98,7 +98,7 @@ def active_day_rate(features: ir.Table, days: int) -> ir.Value:
     return _per_period(features[f"active_days_{days}d"], features.days_since_first_event, days)
 
 
-@windowed(days=(90,), name="activity_trend_{days}d", pillar="adoption", unit="ratio",
+@windowed(days=(90,), name="activity_trend_{days}d", pillar="adoption", role="lever", unit="ratio",
           higher_is_riskier=False, sentence="Active days at {value}x the previous {days} days")
 def activity_trend(features: ir.Table, days: int) -> ir.Value:
     """Active days in the last {days} days over those of the {days} days before."""
@@ -126,7 +126,7 @@ def activity_regularity_365d(features: ir.Table) -> ir.Value:
 # --------------------------------------------------------------------------- money
 
 
-@windowed(days=(90, LONG_WINDOW_DAYS), name="spend_{days}d", pillar="commercial",
+@windowed(days=(90, LONG_WINDOW_DAYS), name="spend_{days}d", pillar="commercial", role="lever",
           unit="money", higher_is_riskier=False, fill=0, also_needs=("money",),
           sentence="Spent {value} in the last {days} days")
 def spend_in_window(usage: ir.Table, days: int) -> ir.Value:
@@ -134,15 +134,15 @@ def spend_in_window(usage: ir.Table, days: int) -> ir.Value:
     return account_measure(usage, "spend", days).sum()
 
 
-@windowed(days=(90,), name="spend_prev_{days}d", pillar="commercial", unit="money",
-          higher_is_riskier=False, fill=0, also_needs=("money",),
+@windowed(days=(90,), name="spend_prev_{days}d", pillar="commercial", role="lever", past=True,
+          unit="money", higher_is_riskier=False, fill=0, also_needs=("money",),
           sentence="Spent {value} in the {days} days before the last {days}")
 def spend_in_previous_window(usage: ir.Table, days: int) -> ir.Value:
     """Money spent in the {days} days before the last {days}."""
     return account_measure(usage, "spend", days, previous=True).sum()
 
 
-@windowed(days=(LONG_WINDOW_DAYS,), name="purchase_days_{days}d", pillar="commercial",
+@windowed(days=(LONG_WINDOW_DAYS,), name="purchase_days_{days}d", pillar="commercial", role="lever",
           unit="days", higher_is_riskier=False, fill=0, also_needs=("money",),
           sentence="Bought on {value} of the last {days} days")
 def purchase_days(usage: ir.Table, days: int) -> ir.Value:
@@ -150,7 +150,7 @@ def purchase_days(usage: ir.Table, days: int) -> ir.Value:
     return account_measure(usage, "spend_days", days).sum()
 
 
-@windowed(days=(LONG_WINDOW_DAYS,), name="order_value_{days}d", pillar="commercial",
+@windowed(days=(LONG_WINDOW_DAYS,), name="order_value_{days}d", pillar="commercial", role="lever",
           unit="money per purchase day", higher_is_riskier=False,
           sentence="Spent {value} on an average purchase day (last {days} days)")
 def order_value(features: ir.Table, days: int) -> ir.Value:
@@ -158,7 +158,7 @@ def order_value(features: ir.Table, days: int) -> ir.Value:
     return ratio(features[f"spend_{days}d"], features[f"purchase_days_{days}d"])
 
 
-@windowed(days=(LONG_WINDOW_DAYS,), name="spend_rate_{days}d", pillar="commercial",
+@windowed(days=(LONG_WINDOW_DAYS,), name="spend_rate_{days}d", pillar="commercial", role="lever",
           unit="money per 30 days", higher_is_riskier=False,
           sentence="Spent {value} per 30 days over the last {days} days "
           "(or since the first activity)")
@@ -167,7 +167,7 @@ def spend_rate(features: ir.Table, days: int) -> ir.Value:
     return _per_period(features[f"spend_{days}d"], features.days_since_first_event, days)
 
 
-@windowed(days=(90,), name="spend_trend_{days}d", pillar="commercial", unit="ratio",
+@windowed(days=(90,), name="spend_trend_{days}d", pillar="commercial", role="lever", unit="ratio",
           higher_is_riskier=False, sentence="Spend at {value}x the previous {days} days")
 def spend_trend(features: ir.Table, days: int) -> ir.Value:
     """Spend in the last {days} days over that of the {days} days before."""

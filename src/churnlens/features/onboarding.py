@@ -12,7 +12,7 @@ STALLED_BELOW = 0.3
 """Onboarding counts as stalled when fewer than this share of seats acted in the first 30 days."""
 
 
-@feature(pillar="onboarding", unit="share", higher_is_riskier=False,
+@feature(pillar="onboarding", role="lever", past=True, unit="share", higher_is_riskier=False,
          also_needs=("subscriptions",),
          sentence="{pct}% of seats activated in the first 30 days")
 def seats_activated_share_30d(onboarding: ir.Table) -> ir.Value:
@@ -20,21 +20,21 @@ def seats_activated_share_30d(onboarding: ir.Table) -> ir.Value:
     return ratio(onboarding.activated_users, onboarding.seats_at_signup)
 
 
-@feature(pillar="onboarding", unit="days", higher_is_riskier=True,
+@feature(pillar="onboarding", role="lever", past=True, unit="days", higher_is_riskier=True,
          sentence="First key action came {value} days after signup")
 def time_to_first_value_days(onboarding: ir.Table) -> ir.Value:
     """Days from signup to the first key action (null until it happens)."""
     return onboarding.first_key_day - onboarding.created_day
 
 
-@feature(pillar="onboarding", unit="flag", kind="flag", higher_is_riskier=False,
+@feature(pillar="onboarding", role="lever", unit="flag", kind="flag", higher_is_riskier=False,
          sentence="Reached first value: {yes_no}")
 def first_value_reached(onboarding: ir.Table) -> ir.Value:
     """Whether the account has performed a key action yet."""
     return onboarding.first_key_day.notnull().ifelse(1, 0)
 
 
-@feature(pillar="onboarding", unit="flag", kind="flag", higher_is_riskier=True,
+@feature(pillar="onboarding", role="lever", unit="flag", kind="flag", higher_is_riskier=True,
          sentence="Onboarding stalled: {yes_no}")
 def onboarding_stalled(features: ir.Table) -> ir.Value:
     """Fewer than 30% of seats active in the first 30 days, once those 30 days are over."""

@@ -21,6 +21,12 @@ import ibis.expr.types as ir
 
 Pillar = Literal["onboarding", "adoption", "support", "satisfaction", "commercial"]
 Kind = Literal["number", "flag", "category"]
+Role = Literal["lever", "context"]
+"""A lever is behaviour the customer or the CSM can change (usage, adoption, tickets, NPS,
+onboarding, spend); context is what frames it and no one moves this week (renewal timing,
+tenure, billing period, contract, plan, seats bought, firmographics). Explanations list
+drivers from levers and context apart, the failing pillar is judged on levers, and only
+levers are proposed as improvements."""
 Source = Literal["usage", "user_activity", "feature_usage", "tickets", "surveys",
                  "subscriptions", "accounts", "onboarding", "features"]
 
@@ -62,6 +68,8 @@ class Feature:
     """Format string explaining a value: ``{value}``, ``{abs}``, ``{pct}``, ``{direction}``."""
     source: Source
     compute: Callable[..., ir.Value]
+    role: Role
+    """``lever`` or ``context``: see :data:`Role`. Every declaration says which."""
     kind: Kind = "number"
     window_days: int | None = None
     higher_is_riskier: bool | None = None
@@ -75,6 +83,14 @@ class Feature:
     generated: Generated | None = None
     """For a feature expanded from a family: which family, event type and window; None for a
     declared one."""
+    past: bool = False
+    """Whether it describes a window that has closed (the 30 days before the last 30, the
+    first 30 days after signup): a lever that explains a score, but no action taken now can
+    move it, so it is never proposed as an improvement."""
+
+    @property
+    def is_lever(self) -> bool:
+        return self.role == "lever"
 
     def explain(self, value: object) -> str:
         """The registry's sentence for ``value``, as a CSM reads it."""
@@ -117,9 +133,9 @@ def _fmt(number: float) -> str:
 REGISTRY: dict[str, Feature] = {}
 
 
-def feature(*, pillar: Pillar, unit: str, sentence: str, kind: Kind = "number",
+def feature(*, pillar: Pillar, role: Role, unit: str, sentence: str, kind: Kind = "number",
             window_days: int | None = None, higher_is_riskier: bool | None = None,
-            fill: float | None = None, also_needs: tuple[str, ...] = ()
+            fill: float | None = None, also_needs: tuple[str, ...] = (), past: bool = False
             ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
     """Register the decorated function as a feature named after it.
 
@@ -140,17 +156,18 @@ def feature(*, pillar: Pillar, unit: str, sentence: str, kind: Kind = "number",
         REGISTRY[fn.__name__] = Feature(
             name=fn.__name__, pillar=pillar, description=doc.splitlines()[0].rstrip("."),
             unit=unit, sentence=sentence, source=source,  # type: ignore[arg-type]
-            compute=fn, kind=kind, window_days=window_days,
+            compute=fn, role=role, kind=kind, window_days=window_days,
             higher_is_riskier=higher_is_riskier,
-            needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill)
+            needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill,
+            past=past)
         return fn
 
     return register
 
 
-def windowed(*, days: tuple[int, ...], name: str, pillar: Pillar, unit: str, sentence: str,
-             higher_is_riskier: bool | None = None, fill: float | None = None,
-             also_needs: tuple[str, ...] = ()
+def windowed(*, days: tuple[int, ...], name: str, pillar: Pillar, role: Role, unit: str,
+             sentence: str, higher_is_riskier: bool | None = None, fill: float | None = None,
+             also_needs: tuple[str, ...] = (), past: bool = False
              ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
     """Register one feature per window from one definition (Hamilton's ``@parameterize``).
 
@@ -179,9 +196,10 @@ def windowed(*, days: tuple[int, ...], name: str, pillar: Pillar, unit: str, sen
                 name=feature_name, pillar=pillar, description=doc.replace("{days}", str(window)),
                 unit=unit, sentence=sentence.replace("{days}", str(window)),
                 source=source,  # type: ignore[arg-type]
-                compute=functools.partial(fn, days=window), kind="number", window_days=window,
-                higher_is_riskier=higher_is_riskier,
-                needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill)
+                compute=functools.partial(fn, days=window), role=role, kind="number",
+                window_days=window, higher_is_riskier=higher_is_riskier,
+                needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill,
+                past=past)
         return fn
 
     return register
@@ -306,8 +324,8 @@ class FeatureFamily:
 
     ``name`` is the template function's; ``pattern`` (the feature names), ``description`` and
     ``sentence`` say ``{days}`` and ``{event}`` where the window and the event go (a feature
-    name takes the event's slug, the words its own name); pillar, unit
-    and direction are the template's. ``measure`` is what the engine sums per event type
+    name takes the event's slug, the words its own name); pillar, role (lever or context),
+    unit and direction are the template's. ``measure`` is what the engine sums per event type
     (``sources.roll_up_events``), ``only`` which event types the family applies to.
     """
 
@@ -320,6 +338,7 @@ class FeatureFamily:
     days: tuple[int, ...]
     measure: str
     compute: Callable[..., ir.Value]
+    role: Role
     higher_is_riskier: bool | None = None
     fill: float | None = None
     only: Callable[[VocabularyEvent], bool] = field(default=lambda event: True)
@@ -339,7 +358,7 @@ class FeatureFamily:
             sentence=self.sentence.replace("{days}", str(days)).replace("{event}", words),
             source="usage", compute=functools.partial(self.compute, days=days,
                                                       measure=event.measure(self.measure)),
-            window_days=days, higher_is_riskier=self.higher_is_riskier,
+            role=self.role, window_days=days, higher_is_riskier=self.higher_is_riskier,
             needs=SOURCE_TABLES["usage"], fill=self.fill,
             generated=Generated(family=self.name, event=event, days=days))
 
@@ -352,9 +371,9 @@ FAMILIES: dict[str, FeatureFamily] = {}
 """Feature families by the name of their template function, declared by ``family``."""
 
 
-def family(*, name: str, days: tuple[int, ...], measure: str, pillar: Pillar, unit: str,
-           sentence: str, higher_is_riskier: bool | None = None, fill: float | None = None,
-           only: Callable[[VocabularyEvent], bool] | None = None,
+def family(*, name: str, days: tuple[int, ...], measure: str, pillar: Pillar, role: Role,
+           unit: str, sentence: str, higher_is_riskier: bool | None = None,
+           fill: float | None = None, only: Callable[[VocabularyEvent], bool] | None = None,
            applies_to: str = "every event type of the vocabulary"
            ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
     """Declare the decorated function as a family of per-event-type usage features, named
@@ -374,7 +393,7 @@ def family(*, name: str, days: tuple[int, ...], measure: str, pillar: Pillar, un
         doc = (inspect.getdoc(fn) or "").splitlines()[0].rstrip(".")
         FAMILIES[fn.__name__] = FeatureFamily(
             name=fn.__name__, pattern=name, pillar=pillar, description=doc, unit=unit,
-            sentence=sentence, days=days, measure=measure, compute=fn,
+            sentence=sentence, days=days, measure=measure, compute=fn, role=role,
             higher_is_riskier=higher_is_riskier, fill=fill, only=only or (lambda event: True),
             applies_to=applies_to)
         return fn

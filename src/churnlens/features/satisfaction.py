@@ -12,7 +12,7 @@ def _share(condition: ir.BooleanValue, window: ir.BooleanValue) -> ir.Value:
     return ratio((condition & window).sum(), window.sum())
 
 
-@feature(pillar="satisfaction", unit="NPS (0-10)", higher_is_riskier=False,
+@feature(pillar="satisfaction", role="lever", unit="NPS (0-10)", higher_is_riskier=False,
          sentence="Last NPS answer: {value} out of 10")
 def last_nps(surveys: ir.Table) -> ir.Value:
     """Score of the most recent NPS answer in the 365 days before as_of.
@@ -22,64 +22,66 @@ def last_nps(surveys: ir.Table) -> ir.Value:
     return surveys.score.argmax(surveys.answer_order)
 
 
-@feature(pillar="satisfaction", unit="NPS (0-10)", window_days=180, higher_is_riskier=False,
-         sentence="Mean NPS answer of {value} over the last 180 days")
+@feature(pillar="satisfaction", role="lever", unit="NPS (0-10)", window_days=180,
+         higher_is_riskier=False, sentence="Mean NPS answer of {value} over the last 180 days")
 def mean_nps_180d(surveys: ir.Table) -> ir.Value:
     """Mean NPS score of the answers in the last 180 days."""
     # float first: PostgreSQL's avg of an integer is a decimal
     return surveys.score.cast("float64").mean(where=surveys.age <= 180)
 
 
-@feature(pillar="satisfaction", unit="NPS (0-10)", window_days=180, higher_is_riskier=False,
-         sentence="Mean NPS answer of {value} in the 180 days before that")
+@feature(pillar="satisfaction", role="lever", past=True, unit="NPS (0-10)", window_days=180,
+         higher_is_riskier=False, sentence="Mean NPS answer of {value} in the 180 days before that")
 def mean_nps_prev_180d(surveys: ir.Table) -> ir.Value:
     """Mean NPS score of the answers 181 to 365 days before as_of."""
     return surveys.score.cast("float64").mean(where=surveys.age > 180)
 
 
-@feature(pillar="satisfaction", unit="answers", window_days=180, higher_is_riskier=False,
-         fill=0, sentence="{value} NPS answers in the last 180 days")
+@feature(pillar="satisfaction", role="lever", unit="answers", window_days=180,
+         higher_is_riskier=False, fill=0, sentence="{value} NPS answers in the last 180 days")
 def nps_responses_180d(surveys: ir.Table) -> ir.Value:
     """NPS answers given in the last 180 days."""
     return (surveys.age <= 180).sum()
 
 
-@feature(pillar="satisfaction", unit="share", window_days=180, higher_is_riskier=True,
+@feature(pillar="satisfaction", role="lever", unit="share", window_days=180, higher_is_riskier=True,
          sentence="{pct}% of NPS answers in the last 180 days were detractors (0-6)")
 def detractor_share_180d(surveys: ir.Table) -> ir.Value:
     """Share of the last 180 days' answers scoring 0 to 6."""
     return _share(surveys.score <= 6, surveys.age <= 180)
 
 
-@feature(pillar="satisfaction", unit="share", window_days=180, higher_is_riskier=False,
+@feature(pillar="satisfaction", role="lever", unit="share", window_days=180,
+         higher_is_riskier=False,
          sentence="{pct}% of NPS answers in the last 180 days were promoters (9-10)")
 def promoter_share_180d(surveys: ir.Table) -> ir.Value:
     """Share of the last 180 days' answers scoring 9 or 10."""
     return _share(surveys.score >= 9, surveys.age <= 180)
 
 
-@feature(pillar="satisfaction", unit="days", higher_is_riskier=True,
+@feature(pillar="satisfaction", role="lever", unit="days", higher_is_riskier=True,
          sentence="Last NPS answer {value} days ago")
 def days_since_last_nps(surveys: ir.Table) -> ir.Value:
     """Days since the last NPS answer (null when none in 365 days)."""
     return surveys.age.min()
 
 
-@feature(pillar="satisfaction", unit="NPS points", window_days=180, higher_is_riskier=False,
-         sentence="Net Promoter Score of {value} over the last 180 days")
+@feature(pillar="satisfaction", role="lever", unit="NPS points", window_days=180,
+         higher_is_riskier=False, sentence="Net Promoter Score of {value} over the last 180 days")
 def nps_180d(features: ir.Table) -> ir.Value:
     """Promoters minus detractors, in percent of the last 180 days' answers."""
     return (features.promoter_share_180d - features.detractor_share_180d) * 100.0
 
 
-@feature(pillar="satisfaction", unit="NPS (0-10)", window_days=180, higher_is_riskier=False,
+@feature(pillar="satisfaction", role="lever", unit="NPS (0-10)", window_days=180,
+         higher_is_riskier=False,
          sentence="Mean NPS answer {direction} by {abs} versus the 180 days before")
 def nps_change_180d(features: ir.Table) -> ir.Value:
     """Mean NPS of the last 180 days minus that of the 180 days before."""
     return features.mean_nps_180d - features.mean_nps_prev_180d
 
 
-@feature(pillar="satisfaction", unit="answers per seat", window_days=180,
+@feature(pillar="satisfaction", role="lever", unit="answers per seat", window_days=180,
          higher_is_riskier=False, sentence="{value} NPS answers per seat in the last 180 days")
 def nps_response_rate_180d(features: ir.Table) -> ir.Value:
     """NPS answers in the last 180 days per paid seat (how engaged people are with surveys)."""

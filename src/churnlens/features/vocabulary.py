@@ -21,7 +21,7 @@ QUANTITY_WINDOWS = (90,)
 
 
 @family(name="events_{days}d__{event}", days=COUNT_WINDOWS, measure="events",
-        pillar="adoption", unit="events", higher_is_riskier=False, fill=0,
+        pillar="adoption", role="lever", unit="events", higher_is_riskier=False, fill=0,
         sentence="{value} '{event}' events in the last {days} days")
 def events_of_type(usage: ir.Table, days: int, measure: str) -> ir.Value:
     """Events of type '{event}' in the {days} days before as_of."""
@@ -33,7 +33,7 @@ def _sums_quantity(event: VocabularyEvent) -> bool:
 
 
 @family(name="quantity_{days}d__{event}", days=QUANTITY_WINDOWS, measure="quantity",
-        pillar="adoption", unit="quantity", higher_is_riskier=False, fill=0,
+        pillar="adoption", role="lever", unit="quantity", higher_is_riskier=False, fill=0,
         sentence="{value} in quantity of '{event}' in the last {days} days",
         only=_sums_quantity,
         applies_to="event types whose quantity varies, except the money event")

@@ -4,7 +4,12 @@ Each snapshot's explanation shares out the gap between the account's calibrated 
 probability and the model's base probability over the features (``explain.explain``). The
 base is the same for both snapshots of one model, so the difference of two explanations,
 feature by feature, shares out exactly the change in probability: the movers sum to the
-change. The health score moves with the probability, so the same movers explain it.
+change. Movers are split as the explanations are: levers (``change_json``, the
+``change_k`` columns) and context (``change_context_json``: a renewal coming closer, a plan
+change), each list closed by what its unnamed features add, so the two lists together sum to
+the change. The health score is a function of the probability alone
+(``explain.health_score``), so its change is the health now minus the health before and the
+same movers explain it.
 """
 
 from __future__ import annotations
@@ -86,32 +91,42 @@ def change_columns(features: tuple[str, ...], now: Side, before: Side, present: 
     # (rows, features); each row sums to the change in probability points
     moved = now.explained.points - before.explained.points
     unchanged = (now.x == before.x) | (np.isnan(now.x) & np.isnan(before.x))
+    levers = explain.levers_of(features)
     churn_change = np.where(present, 100.0 * (now.explained.probability
                                               - before.explained.probability), np.nan)
-    health_change = np.where(present, now.health - before.health, np.nan)
+    health_change = np.where(present, np.round(now.health - before.health, 1), np.nan)
     now_values, before_values = now.values, before.values
     summaries: list[str | None] = []
     movers: list[list[dict[str, Any]]] = []
     listed: list[list[dict[str, Any]]] = []
+    listed_context: list[list[dict[str, Any]]] = []
     for i in range(len(moved)):
         if not present[i]:
             summaries.append(None)
             movers.append([])
             listed.append([])
+            listed_context.append([])
             continue
         # only features whose value changed are named; what unchanged features add through
-        # their interactions with the changed ones is one 'other' entry, so the list still
-        # sums to the change
+        # their interactions with the changed ones is one 'other' entry per list, so the two
+        # lists together still sum to the change
         changed = ~unchanged[i]
-        order = np.argsort(-np.abs(np.where(changed, moved[i], 0.0)), kind="stable")
-        top = [_mover(features[j], before_values[i, j], now_values[i, j], moved[i, j])
-               for j in order[:explain.TOP_DRIVERS] if changed[j] and abs(moved[i, j]) >= 0.05]
-        named = sum(m["points"] for m in top)
-        movers.append(top)
-        listed.append([*top, {"feature": None, "points": float(moved[i].sum() - named),
-                              "sentence": "Everything else, including the interactions of "
-                              "unchanged features with the changed ones"}])
-        summaries.append(summary(float(churn_change[i]), float(health_change[i]), movers[-1]))
+        lists = []
+        for among, rest in ((levers, "Every other lever"), (~levers, "All other context")):
+            size = np.where(changed & among, np.abs(moved[i]), 0.0)
+            order = np.argsort(-size, kind="stable")
+            top = [_mover(features[j], before_values[i, j], now_values[i, j], moved[i, j])
+                   for j in order[:explain.TOP_DRIVERS] if size[j] >= 0.05]
+            named = sum(m["points"] for m in top)
+            lists.append((top, [*top, {
+                "feature": None, "points": float(moved[i][among].sum() - named),
+                "sentence": f"{rest}, including the interactions of unchanged features with "
+                "the changed ones"}]))
+        movers.append(lists[0][0])
+        listed.append(lists[0][1])
+        listed_context.append(lists[1][1])
+        summaries.append(summary(float(churn_change[i]), float(health_change[i]), movers[-1],
+                                 lists[1][0]))
     columns: dict[str, Any] = {
         "previous_as_of": pd.Series([previous_as_of if p else None for p in present],
                                     dtype=object),
@@ -125,6 +140,8 @@ def change_columns(features: tuple[str, ...], now: Side, before: Side, present: 
                                         dtype=object)
     columns["change_json"] = [json.dumps(m, default=str) if present[i] else None
                               for i, m in enumerate(listed)]
+    columns["change_context_json"] = [json.dumps(m, default=str) if present[i] else None
+                                      for i, m in enumerate(listed_context)]
     return columns
 
 
@@ -138,6 +155,7 @@ def no_change_columns(rows: int) -> dict[str, Any]:
         columns[f"change_{k + 1}_points"] = nothing
         columns[f"change_{k + 1}_sentence"] = nothing
     columns["change_json"] = nothing
+    columns["change_context_json"] = nothing
     return columns
 
 
@@ -150,18 +168,24 @@ def _plain(value: object) -> object:
 def _mover(name: str, before: object, after: object, points: float) -> dict[str, Any]:
     before, after = _plain(before), _plain(after)
     return {"feature": name, "before": before, "after": after, "points": float(points),
-            "pillar": REGISTRY[name].pillar,
+            "pillar": REGISTRY[name].pillar, "role": REGISTRY[name].role,
             "sentence": REGISTRY[name].explain_change(before, after)}
 
 
-def summary(churn_points: float, health_points: float, movers: list[dict[str, Any]]) -> str:
-    """One line a CS leader reads: how the score moved and the features that moved it."""
+def summary(churn_points: float, health_points: float, movers: list[dict[str, Any]],
+            context: list[dict[str, Any]] | None = None) -> str:
+    """One line a CS leader reads: how the score moved and the levers that moved it (the
+    context, such as a renewal coming closer, only when no lever moved it that way)."""
     if abs(churn_points) < MATERIAL_POINTS:
         return "Little changed since the last score."
     direction = "fell" if health_points < 0 else "rose" if health_points > 0 else "held"
-    health = (f"Health {direction} {abs(health_points):.0f} points" if direction != "held"
+    health = (f"Health {direction} {abs(health_points):.1f} points" if direction != "held"
               else "Health held")
-    causes = [m for m in movers if np.sign(m["points"]) == np.sign(churn_points)][:2] or movers[:2]
-    because = "; ".join(m["sentence"] for m in causes)
+    causes = [m for m in movers if np.sign(m["points"]) == np.sign(churn_points)][:2]
+    framed = [m for m in context or () if np.sign(m["points"]) == np.sign(churn_points)][:1]
+    because = "; ".join(m["sentence"] for m in causes or movers[:2])
+    if not causes and framed:
+        because = "; ".join([*(m["sentence"] for m in movers[:1]),
+                             f"context: {framed[0]['sentence']}"])
     return f"{health} (churn risk {churn_points:+.1f} points)" + (f": {because}." if because
                                                                  else ".")

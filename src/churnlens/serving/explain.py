@@ -100,10 +100,22 @@ def churn_probability(bundle: Bundle, x: np.ndarray, new: np.ndarray) -> np.ndar
     return probability
 
 
-def top_features(points: np.ndarray, top: int = TOP_DRIVERS) -> np.ndarray:
-    """(rows, top) feature indices by |points|, largest first."""
+TOP_CONTEXT = 3
+"""Context features an answer lists beside its drivers."""
+
+
+def top_features(points: np.ndarray, top: int = TOP_DRIVERS,
+                 among: np.ndarray | None = None) -> np.ndarray:
+    """(rows, top) feature indices by |points|, largest first; only features where ``among``
+    (a boolean per feature) is true, when given."""
+    if among is not None:
+        top = min(top, int(np.count_nonzero(among)))
     top = min(top, points.shape[1])
+    if top == 0:
+        return np.zeros((len(points), 0), dtype=int)
     magnitude = -np.abs(points)
+    if among is not None:
+        magnitude = np.where(among[None, :], magnitude, np.inf)
     part = np.argpartition(magnitude, top - 1, axis=1)[:, :top]
     order = np.argsort(np.take_along_axis(magnitude, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
@@ -128,15 +140,34 @@ def drivers(features: tuple[str, ...], values: np.ndarray, points: np.ndarray,
     return out
 
 
+def levers_of(features: tuple[str, ...]) -> np.ndarray:
+    """Whether each feature is a lever (behaviour someone can change) rather than context, in
+    the order of ``features``: drivers, the failing pillar and improvements read levers only."""
+    load_all()
+    return np.array([REGISTRY[name].is_lever for name in features], dtype=bool)
+
+
+def role_points(features: tuple[str, ...], points: np.ndarray) -> dict[str, np.ndarray]:
+    """Probability points of the levers and of the context, each summed per row: the two add
+    up to the gap between the account's probability and the base probability."""
+    levers = levers_of(features)
+    return {"lever": points[:, levers].sum(axis=1), "context": points[:, ~levers].sum(axis=1)}
+
+
 def pillars_of(features: tuple[str, ...]) -> np.ndarray:
     """Each feature's CS pillar, in the order of ``features``."""
     load_all()
     return np.array([REGISTRY[name].pillar for name in features])
 
 
-def pillar_points(features: tuple[str, ...], points: np.ndarray) -> dict[str, np.ndarray]:
-    """Probability points per CS pillar, summed over its features."""
+def pillar_points(features: tuple[str, ...], points: np.ndarray,
+                  levers_only: bool = False) -> dict[str, np.ndarray]:
+    """Probability points per CS pillar, summed over its features (its levers only, with
+    ``levers_only``: what the failing pillar is judged on, so a renewal date or a plan never
+    makes a pillar fail)."""
     pillars = pillars_of(features)
+    if levers_only:
+        pillars = np.where(levers_of(features), pillars, "")
     return {pillar: points[:, pillars == pillar].sum(axis=1) for pillar in PILLARS_ORDER}
 
 
@@ -164,9 +195,26 @@ def tier(churn_probability: np.ndarray, high: float, medium: float) -> np.ndarra
                     np.where(churn_probability >= medium, "medium", "low"))
 
 
-def health_score(churn_probability: np.ndarray, average_rate: float) -> np.ndarray:
-    """0-100, relative to the portfolio: 100 for no risk, 50 at the average churn rate the model
-    was validated on, 0 at twice that or more. A number a CS team can compare across accounts,
-    not a second probability."""
-    scaled = np.clip(churn_probability / max(2.0 * average_rate, 1e-9), 0.0, 1.0)
-    return np.rint(100.0 * (1.0 - scaled)).astype(int)
+HEALTH_STEEPNESS = 0.5
+"""The exponent ``k`` of the health score's odds ratio. At 0.5 the score moves by at least a
+tenth of a point whenever the risk moves by one percentage point, anywhere in [0, 1], for any
+reference from 0.5% to 50% (a steeper map flattens out at the ends and "holds" there), and
+scores are almost never exactly 0 or 100."""
+
+
+def health_score(churn_probability: np.ndarray | float, reference: float,
+                 steepness: float = HEALTH_STEEPNESS) -> np.ndarray:
+    """0-100, higher is healthier: ``100 / (1 + (odds(p) / odds(reference)) ** k)``, one
+    decimal.
+
+    50 at the reference risk (the churn rate of the model's validation slice, frozen with the
+    model, so an account's health never depends on other accounts), lower as the risk is
+    higher, with as much resolution at 40% risk as at 0.4%: the map is the logistic of the
+    log-odds gap, ``100 * sigmoid(-k * (logit p - logit reference))``. A pure function of a
+    probability and the reference, so any risk (90-day or to the renewal) can feed it.
+    """
+    eps = 1e-9
+    p = np.clip(np.asarray(churn_probability, dtype=float), eps, 1.0 - eps)
+    ref = min(max(float(reference), 1e-6), 1.0 - 1e-6)
+    gap = np.log(p / (1.0 - p)) - np.log(ref / (1.0 - ref))
+    return np.round(100.0 * _sigmoid(-steepness * gap), 1)

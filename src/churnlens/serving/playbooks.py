@@ -58,6 +58,14 @@ class Playbooks:
                 return rule.playbook, rule.reason.format_map(_Facts(facts))
         return "monitor", "No rule matched."
 
+    def for_pillar(self, pillar: str) -> str:
+        """The play for work on one pillar: the first rule that names the pillar among its
+        failing pillars (what an improvement of a lever of that pillar is carried out by)."""
+        for rule in self.rules:
+            if pillar in (rule.when.get("failing_pillar") or ()):
+                return rule.playbook
+        return "monitor"
+
 
 class _Facts(dict):  # type: ignore[type-arg]
     """Facts as a reason reads them: whole numbers without decimals, unknowns as '?'."""

@@ -33,6 +33,7 @@ from churnlens.serving.changes import (
     previous_snapshot,
 )
 from churnlens.serving.coverage import coverage_columns
+from churnlens.serving.improve import Targets, improvement_targets, improvements
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.timing import BY_MONTH, timing_columns
 from churnlens.settings import Settings
@@ -47,6 +48,10 @@ from churnlens.training.matrix import load_latest_snapshot
 
 CHUNK_ROWS = 100_000
 TABLE_DRIVERS = 3
+TABLE_CONTEXT = 1
+"""Context features kept as columns (``context_json`` keeps ``explain.TOP_CONTEXT``)."""
+TABLE_IMPROVEMENTS = 1
+"""Improvements kept as columns (``improvements_json`` keeps them all)."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +84,18 @@ def latest_snapshot(settings: Settings) -> tuple[pd.DataFrame, date]:
 
 
 def _facts(row: dict[str, Any], pillar_row: dict[str, float],
-           without_data: frozenset[str] = frozenset()) -> dict[str, Any]:
+           without_data: frozenset[str] = frozenset(),
+           drivers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What playbook rules and reasons read: the failing pillar (judged on levers: the pillar
+    points given are the levers'), and ``lever``, the sentence of the lever that raises the
+    risk most."""
     seen = {p: v for p, v in pillar_row.items() if p not in without_data}
     strongest = max(seen, key=lambda p: seen[p]) if seen else None
     failing = strongest if strongest is not None and seen[strongest] > 0 else None
+    raising = [d for d in drivers or () if d["points"] > 0]
     return {**row, "failing_pillar": failing,
+            "lever": str(raising[0]["sentence"]).rstrip(".") if raising
+            else "no lever raises it much",
             "pillar_points": f"{pillar_row.get(failing, 0.0):+.1f}" if failing else "0",
             "pillar_title": (failing or "").capitalize(),
             "churn_pct": f"{100 * row['churn_probability']:.0f}",
@@ -97,23 +109,36 @@ def sort_riskiest(table: pd.DataFrame) -> pd.DataFrame:
                              kind="stable").reset_index(drop=True)
 
 
+def run_targets(bundle: Bundle, frame: pd.DataFrame, settings: Settings) -> Targets:
+    """The improvements' targets for a scoring run over ``frame``: each lever's median among
+    its low-tier accounts (one probability pass, no SHAP)."""
+    x = bundle.space.array(frame)
+    meta = {c: frame[c].to_numpy() for c in META if c in frame}
+    churn = explain.churn_probability(bundle, x, explain.new_accounts(bundle, meta, len(x)))
+    low = explain.tier(churn, *tiers_of(bundle, settings)) == "low"
+    return improvement_targets(bundle.space.features, x, low)
+
+
 def score_frame(bundle: Bundle, frame: pd.DataFrame, settings: Settings,
                 playbooks: Playbooks, *, processes: int = 1,
-                previous: Previous | None = None) -> pd.DataFrame:
+                previous: Previous | None = None, targets: Targets | None = None
+                ) -> pd.DataFrame:
     """Explained scores for snapshot rows, in chunks of ``CHUNK_ROWS``.
 
     With ``processes`` > 1 the chunks are shared out over worker processes, each scoring on
     one thread: LightGBM's TreeSHAP is multi-threaded already, but the sentences and playbook
-    rules are Python, which one process runs on one core.
+    rules are Python, which one process runs on one core. The improvements' targets are taken
+    once from all of ``frame`` (``run_targets``) unless given.
     """
+    targets = targets if targets is not None else run_targets(bundle, frame, settings)
     spans = [range(start, min(start + CHUNK_ROWS, len(frame)))
              for start in range(0, len(frame), CHUNK_ROWS)]
     chunks = [(frame.iloc[span.start:span.stop],
                previous.take(span) if previous is not None else None) for span in spans]
     if processes > 1 and len(chunks) > 1:
-        parts = _score_in_processes(bundle, chunks, settings, playbooks, processes)
+        parts = _score_in_processes(bundle, chunks, settings, playbooks, processes, targets)
     else:
-        parts = [_score_chunk(bundle, chunk, settings, playbooks, before)
+        parts = [_score_chunk(bundle, chunk, settings, playbooks, before, targets)
                  for chunk, before in chunks]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -121,32 +146,34 @@ def score_frame(bundle: Bundle, frame: pd.DataFrame, settings: Settings,
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(bundle_path: Path, settings: Settings, playbooks: Playbooks) -> None:
+def _start_worker(bundle_path: Path, settings: Settings, playbooks: Playbooks,
+                  targets: Targets | None) -> None:
     from threadpoolctl import threadpool_limits
 
     # one OpenMP thread per worker process: the processes share out the cores
     _WORKER.update(limits=threadpool_limits(limits=1), bundle=load_bundle(bundle_path),
-                   settings=settings, playbooks=playbooks)
+                   settings=settings, playbooks=playbooks, targets=targets)
 
 
 def _score_in_worker(chunk: tuple[pd.DataFrame, Previous | None]) -> pd.DataFrame:
     return _score_chunk(_WORKER["bundle"], chunk[0], _WORKER["settings"], _WORKER["playbooks"],
-                        chunk[1])
+                        chunk[1], _WORKER["targets"])
 
 
 def _score_in_processes(bundle: Bundle, chunks: list[tuple[pd.DataFrame, Previous | None]],
-                        settings: Settings, playbooks: Playbooks, processes: int
-                        ) -> list[pd.DataFrame]:
+                        settings: Settings, playbooks: Playbooks, processes: int,
+                        targets: Targets | None = None) -> list[pd.DataFrame]:
     # spawn, not fork: the caller may be a server with threads running
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(processes, len(chunks)), mp_context=context,
                              initializer=_start_worker,
-                             initargs=(bundle.path, settings, playbooks)) as pool:
+                             initargs=(bundle.path, settings, playbooks, targets)) as pool:
         return list(pool.map(_score_in_worker, chunks))
 
 
 def average_rate(bundle: Bundle) -> float:
-    """The churn rate the model was validated on: the health score's midpoint."""
+    """The churn rate the model was validated on (its validation slice's, kept in the bundle's
+    metrics): the health score's reference, where health is 50, and the tiers' base rate."""
     return float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
 
 
@@ -256,44 +283,59 @@ class Rows:
 
 
 def _score_chunk(bundle: Bundle, frame: pd.DataFrame, settings: Settings,
-                 playbooks: Playbooks, previous: Previous | None = None) -> pd.DataFrame:
+                 playbooks: Playbooks, previous: Previous | None = None,
+                 targets: Targets | None = None) -> pd.DataFrame:
     return score_rows(bundle, Rows.of(bundle, frame.reset_index(drop=True)), settings,
-                      playbooks, previous)
+                      playbooks, previous, targets)
 
 
 def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbooks,
-               previous: Previous | None = None) -> pd.DataFrame:
+               previous: Previous | None = None, targets: Targets | None = None
+               ) -> pd.DataFrame:
     """The score table's rows for ``rows``: probabilities, explanations, playbooks, and what
-    changed since ``previous`` (the same accounts at the snapshot before, row for row)."""
+    changed since ``previous`` (the same accounts at the snapshot before, row for row).
+
+    ``drivers`` are levers only and ``context`` the rest, each with its points; the pillar
+    columns sum the levers' points per pillar and ``context_points`` the context's, so together
+    they add up to the gap between the account's probability and the base probability.
+    Improvements need the run's ``targets`` (``score_frame`` takes them): without, none."""
+    features = bundle.space.features
     new = explain.new_accounts(bundle, rows.meta, len(rows))
     churn = explain.churn_explained(bundle, rows.x, new)
     expansion = expansion_probability(bundle, rows.x)
-    pillars = explain.pillar_points(bundle.space.features, churn.points)
+    pillars = explain.pillar_points(features, churn.points, levers_only=True)
+    roles = explain.role_points(features, churn.points)
+    levers = explain.levers_of(features)
     headline = _headline(bundle, settings, rows.meta, churn.probability, expansion, new)
     tiers = headline["tier"]
     renewal, tenure = _numbers(rows, "days_to_renewal"), _numbers(rows, "tenure_days")
-    plays, reasons, failing, top = [], [], [], []
-    chosen = explain.top_features(churn.points)
-    seen = coverage_columns(bundle.space.features, rows.values, rows.meta)
+    plays, reasons, failing, top, around = [], [], [], [], []
+    chosen = explain.top_features(churn.points, among=levers)
+    chosen_context = explain.top_features(churn.points, explain.TOP_CONTEXT, among=~levers)
+    seen = coverage_columns(features, rows.values, rows.meta)
     for i in range(len(rows)):
         row = {"tier": tiers[i], "churn_probability": float(churn.probability[i]),
                "expansion_probability": (None if np.isnan(expansion[i])
                                          else float(expansion[i])),
                "days_to_renewal": renewal[i], "tenure_days": tenure[i]}
+        shown = chosen[i][churn.points[i, chosen[i]] != 0] if new[i] else chosen[i]
+        top.append(explain.drivers(features, rows.values[i], churn.points[i], shown))
+        shown = (chosen_context[i][churn.points[i, chosen_context[i]] != 0] if new[i]
+                 else chosen_context[i])
+        around.append(explain.drivers(features, rows.values[i], churn.points[i], shown))
         facts = _facts(row, {p: float(pillars[p][i]) for p in PILLARS_ORDER},
-                       frozenset(seen["pillars_without_data"][i].split(";")))
+                       frozenset(seen["pillars_without_data"][i].split(";")), top[-1])
         play, reason = playbooks.choose(facts)
         plays.append(play)
         reasons.append(reason)
         failing.append(facts["failing_pillar"])
-        shown = chosen[i][churn.points[i, chosen[i]] != 0] if new[i] else chosen[i]
-        top.append(explain.drivers(bundle.space.features, rows.values[i], churn.points[i],
-                                   shown))
+    helps = improvements(bundle, rows.x, new, churn.probability, targets, playbooks)
     columns: dict[str, Any] = {
         **headline,
         **timing_columns(bundle, rows.x, churn.probability, rows.meta),
         **outlook_columns(bundle, rows.x, churn.probability, expansion, rows.meta, settings),
         **{f"{pillar}_points": pillars[pillar] for pillar in PILLARS_ORDER},
+        "lever_points": roles["lever"], "context_points": roles["context"],
         "failing_pillar": failing, "playbook": plays, "playbook_reason": reasons,
         **seen,
     }
@@ -303,6 +345,21 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
             columns[column] = pd.Series([d[k][key] if len(d) > k else None for d in top],
                                         dtype=object)
     columns["drivers_json"] = [json.dumps(d, default=str) for d in top]
+    for k in range(TABLE_CONTEXT):
+        for key, column in (("feature", f"context_{k + 1}"),
+                            ("points", f"context_{k + 1}_points"),
+                            ("sentence", f"context_{k + 1}_sentence")):
+            columns[column] = pd.Series([d[k][key] if len(d) > k else None for d in around],
+                                        dtype=object)
+    columns["context_json"] = [json.dumps(d, default=str) for d in around]
+    for k in range(TABLE_IMPROVEMENTS):
+        for key, column in (("feature", f"improvement_{k + 1}"),
+                            ("points", f"improvement_{k + 1}_points"),
+                            ("playbook", f"improvement_{k + 1}_playbook"),
+                            ("sentence", f"improvement_{k + 1}_sentence")):
+            columns[column] = pd.Series([h[k][key] if len(h) > k else None for h in helps],
+                                        dtype=object)
+    columns["improvements_json"] = [json.dumps(h) for h in helps]
     columns.update(_changes(bundle, rows, churn, headline["health_score"], previous, new))
     columns["model_version"] = bundle.version
     return pd.DataFrame(columns)
@@ -326,7 +383,7 @@ def table_schema(explained: bool = True) -> pa.Schema:
     :func:`score_probabilities` build them (Spark needs them before it scores a row)."""
     fields = [("account_id", pa.string()), ("as_of", pa.date32()),
               ("churn_probability", pa.float64()), ("expansion_probability", pa.float64()),
-              ("tier", pa.string()), ("health_score", pa.int64()), ("segment", pa.string()),
+              ("tier", pa.string()), ("health_score", pa.float64()), ("segment", pa.string()),
               ("arr", pa.float64()), ("arr_at_risk", pa.float64()),
               ("expected_expansion_arr", pa.float64()), ("churn_model", pa.string())]
     fields += [(name, pa.float64()) for name in BY_MONTH]
@@ -337,6 +394,7 @@ def table_schema(explained: bool = True) -> pa.Schema:
                ("lifetime_value", pa.float64()), ("value_basis", pa.string())]
     if explained:
         fields += [(f"{pillar}_points", pa.float64()) for pillar in PILLARS_ORDER]
+        fields += [("lever_points", pa.float64()), ("context_points", pa.float64())]
         fields += [("failing_pillar", pa.string()), ("playbook", pa.string()),
                    ("playbook_reason", pa.string()), ("coverage", pa.float64()),
                    ("pillars_without_data", pa.string()), ("new_account", pa.bool_())]
@@ -344,12 +402,22 @@ def table_schema(explained: bool = True) -> pa.Schema:
             fields += [(f"driver_{k}", pa.string()), (f"driver_{k}_points", pa.float64()),
                        (f"driver_{k}_sentence", pa.string())]
         fields.append(("drivers_json", pa.string()))
+        for k in range(1, TABLE_CONTEXT + 1):
+            fields += [(f"context_{k}", pa.string()), (f"context_{k}_points", pa.float64()),
+                       (f"context_{k}_sentence", pa.string())]
+        fields.append(("context_json", pa.string()))
+        for k in range(1, TABLE_IMPROVEMENTS + 1):
+            fields += [(f"improvement_{k}", pa.string()),
+                       (f"improvement_{k}_points", pa.float64()),
+                       (f"improvement_{k}_playbook", pa.string()),
+                       (f"improvement_{k}_sentence", pa.string())]
+        fields.append(("improvements_json", pa.string()))
         fields += [("previous_as_of", pa.date32()), ("churn_change", pa.float64()),
                    ("health_change", pa.float64()), ("change_summary", pa.string())]
         for k in range(1, CHANGE_DRIVERS + 1):
             fields += [(f"change_{k}", pa.string()), (f"change_{k}_points", pa.float64()),
                        (f"change_{k}_sentence", pa.string())]
-        fields.append(("change_json", pa.string()))
+        fields += [("change_json", pa.string()), ("change_context_json", pa.string())]
     fields.append(("model_version", pa.string()))
     return pa.schema(fields)
 

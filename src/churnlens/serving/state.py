@@ -69,14 +69,18 @@ class ScoreTable:
             "tier": str(column["tier"][row]),
             "churn_model": str(column["churn_model"][row]) if "churn_model" in column
             else "full",
-            "health_score": int(column["health_score"][row]),
+            "health_score": float(column["health_score"][row]),
             "segment": str(column["segment"][row]),
             **{name: _number(column[name][row])
                for name in ("arr", "arr_at_risk", "expected_expansion_arr") if name in column},
             "failing_pillar": failing if isinstance(failing, str) else None,
             "pillars": {name[:-len("_points")]: float(column[name][row])
                         for name in self._pillars},
+            "context_points": (_number(column["context_points"][row])
+                               if "context_points" in column else None),
             "drivers": json.loads(column["drivers_json"][row]),
+            "context": _listed(column, "context_json", row),
+            "improvements": _listed(column, "improvements_json", row),
             "playbook": {"name": str(column["playbook"][row]),
                          "reason": str(column["playbook_reason"][row])},
             "change": self._change_at(row),
@@ -94,7 +98,8 @@ class ScoreTable:
                 "churn_points": float(column["churn_change"][row]),
                 "health_points": float(column["health_change"][row]),
                 "summary": str(column["change_summary"][row]),
-                "drivers": json.loads(column["change_json"][row])}
+                "drivers": json.loads(column["change_json"][row]),
+                "context": _listed(column, "change_context_json", row)}
 
     def answer(self, account_id: str) -> dict[str, Any]:
         return self.answer_at(self.position[account_id])
@@ -132,6 +137,12 @@ class Served:
 
     def knows(self, account_id: str) -> bool:
         return account_id in self.position
+
+
+def _listed(column: dict[str, Any], name: str, row: int) -> list[Any]:
+    """A JSON list column of the table; empty in a table written before it was kept."""
+    text = column[name][row] if name in column else None
+    return json.loads(text) if isinstance(text, str) else []
 
 
 def _number(value: Any) -> float | None:
