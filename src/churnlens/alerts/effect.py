@@ -100,7 +100,7 @@ class RuleEffect:
 
     @property
     def verdict(self) -> str:
-        """The interval read in words: only a side of zero the whole interval lies on counts."""
+        """The interval in words: a direction only when the whole interval lies on one side of 0."""
         if self.low is None or self.high is None:
             return "not enough data yet"
         if self.high < 0:
