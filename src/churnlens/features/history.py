@@ -106,6 +106,7 @@ def activity_trend(features: ir.Table, days: int) -> ir.Value:
 
 
 @feature(pillar="adoption", unit="score", window_days=LONG_WINDOW_DAYS, higher_is_riskier=False,
+         role="lever",
          sentence="Activity regularity of {value} over the last year (1: the same pace in "
          "each of its three periods, 0: all of it in one)")
 def activity_regularity_365d(features: ir.Table) -> ir.Value:

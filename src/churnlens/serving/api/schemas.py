@@ -48,14 +48,37 @@ class ChangeDriver(BaseModel):
 
 
 class Change(BaseModel):
-    """What moved the score since the previous snapshot; the drivers' points sum to
-    ``churn_points``."""
+    """What moved the score since the previous snapshot; the points of ``drivers`` (levers)
+    and ``context`` together sum to ``churn_points``."""
 
     previous_as_of: str
     churn_points: float = Field(description="Change in churn probability, in points.")
     health_points: float = Field(description="Change in the health score.")
     summary: str
-    drivers: list[ChangeDriver]
+    drivers: list[ChangeDriver] = Field(description="Changes of levers: behaviour the customer "
+                                        "or the CSM can change.")
+    context: list[ChangeDriver] = Field([], description="Changes of context: timing, "
+                                        "contract, firmographics.")
+
+
+class Improvement(BaseModel):
+    """A lever change that would lower the churn probability, computed with the model: a
+    what-if sent ``changes`` answers ``improved_churn_probability``."""
+
+    feature: str
+    pillar: str
+    root: str = Field(description="The lever actually changed (a derived feature moves "
+                      "through it).")
+    value: float | None = None
+    improved_value: float | None = None
+    changes: dict[str, float | None] = Field(description="Every feature the change moves, "
+                                             "with its new value.")
+    churn_probability: float
+    improved_churn_probability: float
+    points: float = Field(description="Change in churn probability, in percentage points "
+                          "(negative: the change lowers the risk).")
+    playbook: str
+    sentence: str
 
 
 class Timing(BaseModel):
@@ -97,7 +120,9 @@ class RiskAnswer(BaseModel):
         description="Probability of expanding within the horizon; null when the model has no "
         "expansion model (the history it was trained on held no expansions).")
     tier: str
-    health_score: int
+    health_score: float = Field(description="0-100, higher is healthier: 100 / (1 + "
+                                "sqrt(odds(risk) / odds(reference))), 50 at the reference "
+                                "churn rate frozen with the model.")
     segment: str
     arr: float | None = Field(None, description="Annual recurring revenue at the snapshot.")
     arr_at_risk: float | None = Field(None, description="Churn probability x ARR: the revenue "
@@ -107,7 +132,14 @@ class RiskAnswer(BaseModel):
         "history: the ARR expected to be gained over the horizon.")
     failing_pillar: str | None
     pillars: dict[str, float] = Field(description="Churn probability points per CS pillar.")
-    drivers: list[Driver]
+    drivers: list[Driver] = Field(description="Levers (behaviour the customer or the CSM "
+                                  "can change) that move the risk most.")
+    context: list[Driver] = Field([], description="Context (renewal timing, contract, "
+                                  "firmographics): its points, apart from the levers'.")
+    context_points: float | None = Field(None, description="Churn probability points of all "
+                                         "context features together.")
+    improvements: list[Improvement] = Field([], description="The lever changes that would "
+                                            "lower the churn probability most.")
     playbook: Playbook
     change: Change | None = Field(None, description="Since the previous snapshot; null for an "
                                   "account new since, and in what-if answers.")
