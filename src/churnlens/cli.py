@@ -537,7 +537,7 @@ def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
     elif "skipped" in cold:
         console.print(f"[yellow]no cold-start model: {cold['skipped']}[/]")
     for flag in (report.get("segments") or {}).get("flags", []):
-        console.print(f"[yellow]segment: {flag}[/]")
+        console.print(f"[yellow]{flag}[/]")
     colour = "green" if report["promoted"] else "yellow"
     console.print(f"[{colour}]{report['reason']}[/]")
 
