@@ -78,7 +78,7 @@ def discount_share(subscriptions: ir.Table) -> ir.Value:
     return 1.0 - price / subscriptions.list_price_per_seat.nullif(0.0)
 
 
-@feature(pillar="commercial", unit="days", higher_is_riskier=False,
+@feature(pillar="commercial", unit="days", higher_is_riskier=False, grows_with_time=True,
          sentence="Customer for {value} days")
 def tenure_days(accounts: ir.Table) -> ir.Value:
     """Days since the account signed up."""

@@ -58,7 +58,7 @@ def typical_gap(usage: ir.Table, days: int) -> ir.Value:
     return ratio(span, account_measure(usage, "account_days", days).sum() - 1)
 
 
-@feature(pillar="adoption", unit="days", higher_is_riskier=False,
+@feature(pillar="adoption", unit="days", higher_is_riskier=False, grows_with_time=True,
          sentence="First activity {value} days ago")
 def days_since_first_event(onboarding: ir.Table) -> ir.Value:
     """Days since the account's first event of all (null before it has one)."""

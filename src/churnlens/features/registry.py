@@ -75,6 +75,10 @@ class Feature:
     generated: Generated | None = None
     """For a feature expanded from a family: which family, event type and window; None for a
     declared one."""
+    grows_with_time: bool = False
+    """True for a count of days since a fixed event (sign-up, first event): it grows by one a
+    day by definition, so its distribution moves as the customer base ages, and drift checks
+    compare it with the ageing taken out (``training.drift``)."""
 
     def explain(self, value: object) -> str:
         """The registry's sentence for ``value``, as a CSM reads it."""
@@ -119,7 +123,8 @@ REGISTRY: dict[str, Feature] = {}
 
 def feature(*, pillar: Pillar, unit: str, sentence: str, kind: Kind = "number",
             window_days: int | None = None, higher_is_riskier: bool | None = None,
-            fill: float | None = None, also_needs: tuple[str, ...] = ()
+            fill: float | None = None, also_needs: tuple[str, ...] = (),
+            grows_with_time: bool = False
             ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
     """Register the decorated function as a feature named after it.
 
@@ -142,7 +147,8 @@ def feature(*, pillar: Pillar, unit: str, sentence: str, kind: Kind = "number",
             unit=unit, sentence=sentence, source=source,  # type: ignore[arg-type]
             compute=fn, kind=kind, window_days=window_days,
             higher_is_riskier=higher_is_riskier,
-            needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill)
+            needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill,
+            grows_with_time=grows_with_time)
         return fn
 
     return register
