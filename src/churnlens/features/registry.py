@@ -87,7 +87,10 @@ class Feature:
         if self.kind == "category":
             return self.sentence.format(value=value)
         number = float(value)  # type: ignore[arg-type]
-        return self.sentence.format(
+        sentence = self.sentence
+        if abs(number) == 1:  # "Renewal in 1 day", "1 support ticket", never "1 days"
+            sentence = _ONE_OF.sub(lambda m: m.group(1) + m.group(2)[:-1], sentence)
+        return sentence.format(
             value=_fmt(number), abs=_fmt(abs(number)), pct=_fmt(abs(number) * 100.0),
             direction="up" if number > 0 else "down" if number < 0 else "flat",
             yes_no="yes" if number else "no")
@@ -108,6 +111,12 @@ class Feature:
             signed = "{direction}" in self.sentence
             return f"{number * 100:+,.0f}%" if signed else f"{_fmt(number * 100)}%"
         return _fmt(number)
+
+
+_ONE_OF = re.compile(r"(\{(?:value|abs)\} (?:[A-Za-z]+ ){0,3}?)(days|seats|users|tickets|"
+                     r"actions|answers|downgrades|expansions|features|events|hours)\b(?! were)")
+"""A count in a sentence and the plural noun it counts (up to three words later): the noun
+is made singular when the count is one."""
 
 
 def _fmt(number: float) -> str:
