@@ -56,7 +56,7 @@ def trained_home(factory: pytest.TempPathFactory) -> Path:
                 churnlens(home, "synth", "--accounts", "300", "--months", "16", "--seed", "9",
                           "--rollouts", "2")
                 churnlens(home, "features")
-                # a narrow terminal: tests/training/test_train_output.py reads what it printed
+                # a narrow terminal: tests/serving/test_train_output.py reads what it printed
                 trained = churnlens(home, "train", env={**FAST_TRAIN, "COLUMNS": "60"})
                 (folder / TRAIN_OUTPUT).write_text(trained.stdout)
                 churnlens(home, "score", "--top", "0")
