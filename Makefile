@@ -6,7 +6,7 @@ UV := $(PYTHON) -m uv
 HOME_DIR ?= churnlens-data
 PYTEST_ARGS ?=
 
-.PHONY: install browsers engines demo test lint bench clean
+.PHONY: install browsers engines demo test lint audit bench clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
@@ -38,6 +38,11 @@ test: install browsers engines
 lint: install
 	$(UV) run ruff check src tests bench
 	$(UV) run mypy
+
+# uv.lock against the vulnerability advisories: exit 0 clean, 1 vulnerabilities found,
+# 2 the advisory database could not be reached (said plainly; CI runs it with the network)
+audit: install
+	$(UV) run python scripts/audit.py
 
 bench: install
 	$(UV) run python bench/synth_validate.py

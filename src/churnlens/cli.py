@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -472,6 +473,22 @@ def _figure(value: object, spec: str) -> str:
     return format(value, spec)
 
 
+def print_whole(table: Table) -> None:
+    """Print ``table`` with every cell whole: at the terminal's width when it fits, at the
+    width it needs otherwise (a terminal then wraps the long lines, a log keeps them), never
+    cut short with "…" as rich does to fit 80 columns."""
+    needed = Measurement.get(console, console.options.update(max_width=10_000), table).maximum
+    if needed <= console.width:
+        console.print(table)
+        return
+    width = console.width
+    console.width = needed
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
 def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
     if "split_sizes" in report:
         console.print(f"Slices: {report['split_sizes']['summary']}")
@@ -500,7 +517,7 @@ def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
             row(target, "oracle", oracle)
     for target in absent:
         table.add_row(target, "absent", "", "", "", "", "")
-    console.print(table)
+    print_whole(table)
     for target in targets:
         for metric, why in (report[target]["validation"].get("not_computable") or {}).items():
             console.print(f"[yellow]{target} {METRIC_LABELS.get(metric, metric)}: n/a, {why}[/]")
@@ -538,7 +555,7 @@ def print_train_report(report: dict) -> None:  # type: ignore[type-arg]
     elif "skipped" in cold:
         console.print(f"[yellow]no cold-start model: {cold['skipped']}[/]")
     for flag in (report.get("segments") or {}).get("flags", []):
-        console.print(f"[yellow]segment: {flag}[/]")
+        console.print(f"[yellow]{flag}[/]")
     colour = "green" if report["promoted"] else "yellow"
     console.print(f"[{colour}]{report['reason']}[/]")
 
@@ -604,6 +621,7 @@ def train(
     logged to MLflow with a logistic-regression baseline, registered, and becomes champion
     only if it is not worse than the current one on the same validation snapshots.
     """
+    from churnlens.progress import Stages
     from churnlens.training.splits import NotEnoughHistory
     from churnlens.training.train import train as run_training
 
@@ -615,9 +633,8 @@ def train(
         if as_json:
             result = run_training(settings)
         else:
-            with console.status("Training...") as status:
-                result = run_training(settings, progress=lambda text: status.update(
-                    f"Training: {text}..."))
+            with Stages(console, "Training") as stages:
+                result = run_training(settings, progress=stages)
     except (FileNotFoundError, NotEnoughHistory, ValueError) as error:
         raise refuse("train", error) from None
     if as_json:

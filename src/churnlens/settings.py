@@ -95,6 +95,10 @@ class Settings(BaseSettings):
         "also works.")
 
     # scoring and serving
+    currency: str = Field(
+        "USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the currency MRR and ARR "
+        "are in: the pages show money with its symbol ($, €, £, ¥ ...) or, for a currency "
+        "without one here, its code (1,200 SEK).")
     tier_rule: Literal["relative", "absolute"] = Field(
         "relative", description="relative: tiers against the churn rate the model was "
         "validated on (frozen with it), so they mean the same at a 5% and a 50% base rate; "

@@ -21,6 +21,8 @@ from churnlens.serving.keys import SCOPES, KeyStore
 from conftest import FAST_TRAIN, churnlens
 
 _TRAINED: dict[str, Path] = {}
+TRAIN_OUTPUT = "train-output.txt"
+"""What `churnlens train` printed for the trained home, at 60 columns, beside the home."""
 
 
 @contextmanager
@@ -54,7 +56,9 @@ def trained_home(factory: pytest.TempPathFactory) -> Path:
                 churnlens(home, "synth", "--accounts", "300", "--months", "16", "--seed", "9",
                           "--rollouts", "2")
                 churnlens(home, "features")
-                churnlens(home, "train", env=FAST_TRAIN)
+                # a narrow terminal: tests/serving/test_train_output.py reads what it printed
+                trained = churnlens(home, "train", env={**FAST_TRAIN, "COLUMNS": "60"})
+                (folder / TRAIN_OUTPUT).write_text(trained.stdout)
                 churnlens(home, "score", "--top", "0")
                 built.touch()
         _TRAINED["home"] = home

@@ -154,7 +154,8 @@ def test_biggest_drops_first_and_what_changed(browser: webdriver.Chrome,
     browser.find_element(By.ID, "apply-filters").click()
     _arrive(browser, "sort=drop")
     assert "biggest health drop first" in browser.find_element(By.ID, "match-count").text
-    assert browser.find_element(By.ID, "arr-at-risk").text.replace(",", "").isdigit()
+    assert browser.find_element(By.ID, "arr-at-risk").text.replace(",", "").startswith("$")
+    assert browser.find_element(By.ID, "arr-at-risk").text.replace(",", "")[1:].isdigit()
     changes = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "td.change")]
     numbers = [float(text) for text in changes if text != "new"]
     assert numbers and numbers[0] < 0 and numbers == sorted(numbers)
@@ -178,7 +179,8 @@ def test_churn_before_renewal_first_and_when(browser: webdriver.Chrome,
     assert "before renewal first" in browser.find_element(By.ID, "match-count").text
     outlook = browser.find_element(By.ID, "forecast").text
     assert "gross retention" in outlook and "net retention" in outlook and "90% interval" in outlook
-    assert browser.find_element(By.ID, "expansion-arr").text.replace(",", "").isdigit()
+    assert browser.find_element(By.ID, "expansion-arr").text.replace(",", "").startswith("$")
+    assert browser.find_element(By.ID, "expansion-arr").text.replace(",", "")[1:].isdigit()
     cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "td.before-renewal")]
     shown = [int(text.split("%")[0]) for text in cells if "%" in text]
     assert shown and shown == sorted(shown, reverse=True) and shown[0] > 0

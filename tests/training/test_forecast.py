@@ -17,6 +17,7 @@ from churnlens.training.forecast import (
     end_dates,
     expected_expansion_arr,
     forecast,
+    retention_interval,
     revenue_outcomes,
 )
 
@@ -105,3 +106,42 @@ def test_a_history_too_short_to_backtest_says_what_it_lacks() -> None:
     assert "needs 6 of them" in report["too_short"]
     assert "1 snapshot dates whose horizon ended" in report["too_short"]
     assert "About 6 more snapshot dates" in report["too_short"]
+
+
+def test_intervals_stay_inside_what_retention_can_be() -> None:
+    """One account holds most of the ARR and may well churn: the normal interval of this
+    portfolio ran from below 0 to above 100% gross retention. GRR stays in [0, 1] and NRR at
+    or above 0, with the mean and standard deviation unchanged."""
+    arr = np.array([100_000.0, 1_000.0, 1_000.0, 1_000.0])
+    churn, expansion = np.array([0.5, 0.05, 0.05, 0.05]), np.array([0.0, 0.3, 0.3, 0.3])
+    shaky = RevenueModel(ratios=MODEL.ratios, horizon_days=90,
+                         extra_sd={"grr": 0.2, "nrr": 0.2})
+    predicted = forecast(arr, churn, expansion, shaky, level=0.9)
+    grr, nrr = predicted["grr"], predicted["nrr"]
+    assert 0.0 <= grr["low"] < grr["expected"] < grr["high"] <= 1.0
+    assert 0.0 <= nrr["low"] < nrr["expected"] < nrr["high"]
+    assert grr["sd"] > 0.4  # so wide that expected ± 1.645 sd leaves [0, 1] on both sides
+    # the simulated GRR of this portfolio (chance only) lies inside the interval 90% of the time
+    rng = np.random.default_rng(3)
+    plain = forecast(arr, churn, expansion, MODEL, level=0.9)["grr"]
+    u = rng.uniform(size=(20_000, len(arr)))
+    kept = np.where(u < churn, 0.0, 1.0)  # a churner keeps ~0, the rest ~all
+    simulated = (kept * arr).sum(axis=1) / arr.sum()
+    assert plain["low"] >= 0.0 and plain["high"] <= 1.0
+    assert plain["low"] <= simulated.mean() <= plain["high"]
+
+
+@pytest.mark.parametrize(("measure", "expected", "sd"), [
+    ("grr", 0.9, 0.0), ("grr", 1.0, 0.05), ("grr", 0.0, 0.05), ("nrr", 0.0, 0.1)])
+def test_a_retention_without_spread_or_on_its_bound_is_a_point(
+        measure: str, expected: float, sd: float) -> None:
+    assert retention_interval(measure, expected, sd) == (expected, expected)
+
+
+def test_a_narrow_interval_is_the_normal_one() -> None:
+    """Far from the bounds the beta and lognormal intervals are the normal one to within a
+    fraction of a percent point: the change only matters where the normal one was wrong."""
+    for measure, expected in (("grr", 0.85), ("nrr", 1.05)):
+        low, high = retention_interval(measure, expected, 0.01, 0.9)
+        assert low == pytest.approx(expected - 1.645 * 0.01, abs=0.001)
+        assert high == pytest.approx(expected + 1.645 * 0.01, abs=0.001)

@@ -184,7 +184,7 @@ def test_a_miscalibrated_segment_is_flagged_and_a_small_one_is_not_reviewed() ->
     frame = pd.DataFrame({"account_id": np.arange(rows), "plan": plan, "mrr": 100.0})
     review = segment_review(frame, {"churn": (y, off)}, 1e9, 1e8)
     assert [f.split(":")[0] for f in review["flags"]] == ["Churn model, plan starter"]
-    assert "observed, a gap of" in review["flags"][0]
+    assert "observed, over-predicting by" in review["flags"][0]
     assert not review["churn"]["by"]["plan"]["tiny"]["reviewed"]
 
 

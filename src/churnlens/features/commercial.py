@@ -79,6 +79,7 @@ def discount_share(subscriptions: ir.Table) -> ir.Value:
 
 
 @feature(pillar="commercial", role="context", unit="days", higher_is_riskier=False,
+         grows_with_time=True,
          sentence="Customer for {value} days")
 def tenure_days(accounts: ir.Table) -> ir.Value:
     """Days since the account signed up."""

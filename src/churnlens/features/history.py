@@ -59,6 +59,7 @@ def typical_gap(usage: ir.Table, days: int) -> ir.Value:
 
 
 @feature(pillar="adoption", role="context", unit="days", higher_is_riskier=False,
+         grows_with_time=True,
          sentence="First activity {value} days ago")
 def days_since_first_event(onboarding: ir.Table) -> ir.Value:
     """Days since the account's first event of all (null before it has one)."""

@@ -88,6 +88,11 @@ class Feature:
     first 30 days after signup): a lever that explains a score, but no action taken now can
     move it, so it is never proposed as an improvement."""
 
+    grows_with_time: bool = False
+    """True for a count of days since a fixed event (sign-up, first event): it grows by one a
+    day by definition, so its distribution moves as the customer base ages, and drift checks
+    compare it with the ageing taken out (``training.drift``)."""
+
     @property
     def is_lever(self) -> bool:
         return self.role == "lever"
@@ -99,7 +104,10 @@ class Feature:
         if self.kind == "category":
             return self.sentence.format(value=value)
         number = float(value)  # type: ignore[arg-type]
-        return self.sentence.format(
+        sentence = self.sentence
+        if abs(number) == 1:  # "Renewal in 1 day", "1 support ticket", never "1 days"
+            sentence = _ONE_OF.sub(lambda m: m.group(1) + m.group(2)[:-1], sentence)
+        return sentence.format(
             value=_fmt(number), abs=_fmt(abs(number)), pct=_fmt(abs(number) * 100.0),
             direction="up" if number > 0 else "down" if number < 0 else "flat",
             yes_no="yes" if number else "no")
@@ -122,6 +130,12 @@ class Feature:
         return _fmt(number)
 
 
+_ONE_OF = re.compile(r"(\{(?:value|abs)\} (?:[A-Za-z]+ ){0,3}?)(days|seats|users|tickets|"
+                     r"actions|answers|downgrades|expansions|features|events|hours)\b(?! were)")
+"""A count in a sentence and the plural noun it counts (up to three words later): the noun
+is made singular when the count is one."""
+
+
 def _fmt(number: float) -> str:
     if not math.isfinite(number):
         return "unknown"
@@ -135,7 +149,8 @@ REGISTRY: dict[str, Feature] = {}
 
 def feature(*, pillar: Pillar, role: Role, unit: str, sentence: str, kind: Kind = "number",
             window_days: int | None = None, higher_is_riskier: bool | None = None,
-            fill: float | None = None, also_needs: tuple[str, ...] = (), past: bool = False
+            fill: float | None = None, also_needs: tuple[str, ...] = (), past: bool = False,
+            grows_with_time: bool = False
             ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
     """Register the decorated function as a feature named after it.
 
@@ -159,7 +174,7 @@ def feature(*, pillar: Pillar, role: Role, unit: str, sentence: str, kind: Kind 
             compute=fn, role=role, kind=kind, window_days=window_days,
             higher_is_riskier=higher_is_riskier,
             needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill,
-            past=past)
+            past=past, grows_with_time=grows_with_time)
         return fn
 
     return register

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.middleware.sessions import SessionMiddleware
 
 from churnlens.features.registry import load_all
+from churnlens.serving import wording
 from churnlens.serving.api import errors
 from churnlens.serving.api.deps import CrossSiteForm, Serving
 from churnlens.serving.api.lifecycle import lifespan
@@ -33,7 +34,7 @@ from churnlens.serving.api.sessions import SESSION_SECONDS, SessionStore
 from churnlens.serving.api.telemetry import Measure, Metrics
 from churnlens.serving.guards import BodyLimit, KeyGate, RateLimiter, redact_keys_in_logs
 from churnlens.serving.keys import KeyStore
-from churnlens.serving.pages import session_secret
+from churnlens.serving.pages import session_secret, templates
 from churnlens.serving.state import Runtime
 from churnlens.settings import Settings
 
@@ -52,6 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
                   redoc_url=None,  # served by routes/docs.py from a packaged copy
                   description="Explained churn and expansion risk for every account.")
     app.state.serving = state
+    # the pages' filters speak the settings' currency (one process serves one settings)
+    wording.register(templates.env, settings)
     app.add_middleware(BodyLimit)
     app.add_middleware(KeyGate, keys=keys)  # outside BodyLimit: no key, no body read
     app.add_middleware(Measure, metrics=state.metrics)

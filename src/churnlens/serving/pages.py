@@ -31,6 +31,7 @@ from churnlens.serving.keys import KeyRecord
 from churnlens.serving.score import score_probabilities
 from churnlens.serving.state import Served, answers, name_of
 from churnlens.settings import Settings
+from churnlens.training import evaluation
 
 PAGE_SIZE = 50
 NONE = "\u2013"
@@ -155,25 +156,10 @@ def run_report(settings: Settings, run_id: str) -> dict[str, Any]:
 
 
 def segment_rows(review: dict[str, Any]) -> list[dict[str, Any]]:
-    """The training report's segment review as rows for the model page: each segment the
-    churn model was reviewed on (enough rows and churners), worst ranked first, beside the
-    overall figures, so a data scientist sees where it serves some customers worse."""
-    churn = review.get("churn") or {}
-    rows = []
-    for column, levels in (churn.get("by") or {}).items():
-        for level, figures in levels.items():
-            if figures.get("reviewed"):
-                rows.append({"segment": f"{column} {level}", "rows": figures["rows"],
-                             "rate": figures["rate"], "mean_prediction":
-                             figures["mean_prediction"], "roc_auc": figures.get("roc_auc"),
-                             "flagged": bool(figures.get("flags"))})
-    rows.sort(key=lambda row: row["roc_auc"] if row["roc_auc"] is not None else 1.0)
-    overall = churn.get("overall")
-    if overall and rows:
-        rows.insert(0, {"segment": "all validation snapshots", "rows": int(overall["rows"]),
-                        "rate": overall["rate"], "mean_prediction": None,
-                        "roc_auc": overall["roc_auc"], "flagged": False})
-    return rows
+    """The training report's segment review as rows for the model page: the whole validation
+    slice first, then each reviewed segment, worst ranked first, flagged by the one rule the
+    report's flags use (``evaluation.review_rows``)."""
+    return evaluation.review_rows(review)
 
 
 def _series(frame: pd.DataFrame, column: str) -> list[float | None]:

@@ -40,7 +40,7 @@ from churnlens.settings import Settings
 from churnlens.spreadsheet import write_csv
 from churnlens.training.bundle import Bundle, BundleError, latest_bundle, load_bundle
 from churnlens.training.coldstart import COLD, FULL
-from churnlens.training.drift import DRIFT_PSI, feature_psi
+from churnlens.training.drift import DRIFT_PSI, feature_psi, growing_features
 from churnlens.training.evaluation import touch_segment
 from churnlens.training.forecast import expected_expansion_arr
 from churnlens.training.lifetime import SPEND_COLUMN, ValueAssumptions, bundle_outlook
@@ -433,6 +433,9 @@ class Drift:
     psi: dict[str, float]
     drifted: list[str]
     """Features among the churn model's ten most used whose PSI exceeds the threshold."""
+    growing: tuple[str, ...] = ()
+    """Features that grow with time by definition (tenure): their PSI, with the ageing taken
+    out, is shown, but they never raise the flag (``training.drift``)."""
 
     @property
     def flag(self) -> bool | None:
@@ -446,8 +449,10 @@ def drift_state(bundle: Bundle, frame: pd.DataFrame, threshold: float = DRIFT_PS
     psi = feature_psi(frame, bundle.reference)
     booster = bundle.models["churn"].booster
     gains = dict(zip(booster.feature_name(), booster.feature_importance("gain"), strict=True))
-    important = sorted(gains, key=lambda n: -gains[n])[:10]
-    return Drift(psi=psi, drifted=[n for n in important if psi.get(n, 0.0) > threshold])
+    growing = growing_features(bundle.space.features)
+    important = sorted((n for n in gains if n not in growing), key=lambda n: -gains[n])[:10]
+    return Drift(psi=psi, drifted=[n for n in important if psi.get(n, 0.0) > threshold],
+                 growing=tuple(sorted(growing)))
 
 
 def write_table(table: pd.DataFrame, folder: Path, as_of: date) -> tuple[Path, Path]:

@@ -3,6 +3,18 @@
 Training records where each feature's values fell (deciles of the training snapshots, plus
 missing); serving compares the snapshot it scores with that record. PSI above 0.25 is the usual
 sign that a feature has moved enough for the model's numbers to be doubted.
+
+A feature that grows with time by definition (the registry's ``grows_with_time``: tenure, days
+since the first event) moves as the customer base ages, with nothing wrong: the same accounts
+scored a year later are all 365 days older. For those the record also holds the training
+values as they would read on its latest snapshot date (each row's value plus the days from its
+own date to that one), and serving compares its values brought back to that date the same way
+(minus the days elapsed since). The smaller of the two PSIs counts: a base that merely aged
+reads as stable (the aged comparison), and so does a steady base whose new accounts replace
+those that left (the plain one). A real base does both at once (its oldest accounts age while
+new ones arrive), which neither comparison removes, so a growing feature's PSI is shown but
+never raises the drift flag on its own (``serving.score.drift_state``): an age mix the model
+has not seen also moves the features that do not grow by definition.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnlens.features.registry import REGISTRY, load_all
 from churnlens.training.matrix import FeatureSpace
 
 BINS = 10
@@ -22,6 +35,7 @@ DRIFT_PSI = 0.25
 def reference(frame: pd.DataFrame, space: FeatureSpace) -> dict[str, Any]:
     """Per feature: bin edges (or levels) and the training share of each bin, missing last."""
     out: dict[str, Any] = {}
+    growing = growing_features(space.features)
     for name in space.features:
         column = frame[name]
         if name in space.categories:
@@ -30,11 +44,31 @@ def reference(frame: pd.DataFrame, space: FeatureSpace) -> dict[str, Any]:
             out[name] = {"levels": levels, "shares": shares}
             continue
         values = pd.to_numeric(column, errors="coerce").astype(float)
-        known = values.dropna().to_numpy()
-        edges = (np.unique(np.quantile(known, np.linspace(0, 1, BINS + 1)[1:-1])).tolist()
-                 if len(known) else [])
-        out[name] = {"edges": edges, "shares": _bin_shares(values, edges)}
+        out[name] = _binned(values)
+        if name in growing and "as_of" in frame and len(frame):
+            days = _days(frame["as_of"])
+            latest = int(days.max())
+            out[name]["aged"] = {"as_of_day": latest, **_binned(values + (latest - days))}
     return out
+
+
+def growing_features(features: tuple[str, ...]) -> set[str]:
+    """The features the registry declares as growing with time by definition."""
+    load_all()
+    return {n for n in features if n in REGISTRY and REGISTRY[n].grows_with_time}
+
+
+def _binned(values: pd.Series) -> dict[str, list[float]]:
+    known = values.dropna().to_numpy()
+    edges = (np.unique(np.quantile(known, np.linspace(0, 1, BINS + 1)[1:-1])).tolist()
+             if len(known) else [])
+    return {"edges": edges, "shares": _bin_shares(values, edges)}
+
+
+def _days(as_of: pd.Series) -> pd.Series:
+    """Snapshot dates as day numbers (days since 1970-01-01), to add to and subtract from."""
+    stamps = pd.to_datetime(as_of).astype("datetime64[s]")
+    return pd.Series((stamps - pd.Timestamp(0)).dt.days.to_numpy(float), index=as_of.index)
 
 
 def _bin_shares(values: pd.Series, edges: list[float]) -> list[float]:
@@ -60,7 +94,9 @@ def psi(expected: list[float], actual: list[float]) -> float:
 
 
 def feature_psi(frame: pd.DataFrame, ref: dict[str, Any]) -> dict[str, float]:
-    """PSI of each referenced feature in ``frame`` against the training reference."""
+    """PSI of each referenced feature in ``frame`` against the training reference; for a
+    feature that grows with time, the smaller of the PSI as trained and with the ageing since
+    taken out (``frame`` needs its ``as_of`` for that)."""
     out = {}
     for name, spec in ref.items():
         if name not in frame:
@@ -71,4 +107,8 @@ def feature_psi(frame: pd.DataFrame, ref: dict[str, Any]) -> dict[str, float]:
             values = pd.to_numeric(frame[name], errors="coerce").astype(float)
             actual = _bin_shares(values, spec["edges"])
         out[name] = psi(spec["shares"], actual)
+        aged = spec.get("aged")
+        if aged is not None and "as_of" in frame and len(frame):
+            back = values - (_days(frame["as_of"]) - aged["as_of_day"])
+            out[name] = min(out[name], psi(aged["shares"], _bin_shares(back, aged["edges"])))
     return out

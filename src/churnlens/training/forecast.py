@@ -11,8 +11,13 @@ among the rest). Summed over the accounts of a portfolio:
 
 Each R_i is a mixture over the three outcomes, so its mean and variance follow from the
 probabilities and the outcome's ratio moments; accounts are independent given their
-features, so the sum is close to normal (central limit theorem) and the interval is the mean
-plus or minus z standard deviations. That interval is only as honest as the probabilities:
+features. The interval is drawn from a distribution with that mean and standard deviation that
+respects the quantity's bounds: a beta distribution for GRR, which lies in [0, 1], and a
+lognormal one for NRR, which is never negative (:func:`retention_interval`). With many accounts
+of similar size both are close to the normal distribution of the central limit theorem; where a
+few accounts hold most of the ARR, the normal "mean plus or minus z standard deviations" would
+claim retention below 0 or gross retention above 100%. That interval is only as honest as the
+probabilities:
 the backtest retrains the two models at each of several past quarter starts on what was known
 then, forecasts the quarter, and compares with the ARR the accounts really held at its end.
 
@@ -32,6 +37,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import betaincinv
 
 from churnlens.training import calibration
 
@@ -154,7 +160,6 @@ def forecast(arr: np.ndarray, churn: np.ndarray, expansion: np.ndarray, model: R
     if total <= 0:
         return {**out, **{m: None for m in MEASURES}}
     probabilities = outcome_probabilities(churn, expansion)
-    z = NormalDist().inv_cdf(0.5 + level / 2)
     for measure in MEASURES:
         moments = [model.moments(o, gross=measure == "grr") for o in OUTCOMES]
         mean_i = probabilities @ np.array([m for m, _ in moments])
@@ -162,11 +167,43 @@ def forecast(arr: np.ndarray, churn: np.ndarray, expansion: np.ndarray, model: R
         expected = float((arr * mean_i).sum() / total)
         chance = math.sqrt(max(float((arr ** 2 * (square_i - mean_i ** 2)).sum()), 0.0)) / total
         spread = math.hypot(chance, (model.extra_sd or {}).get(measure, 0.0))
-        out[measure] = {"expected": expected, "low": expected - z * spread,
-                        "high": expected + z * spread, "sd": spread, "chance_sd": chance}
+        low, high = retention_interval(measure, expected, spread, level)
+        out[measure] = {"expected": expected, "low": low, "high": high, "sd": spread,
+                        "chance_sd": chance}
     out["churned_arr"] = float((arr * probabilities[:, 0]).sum())
     out["expansion_arr"] = float(expected_expansion_arr(arr, probabilities[:, 1], model).sum())
     return out
+
+
+def retention_interval(measure: str, expected: float, sd: float, level: float = LEVEL
+                       ) -> tuple[float, float]:
+    """The central ``level`` interval of a retention with this mean and standard deviation,
+    inside the retention's bounds.
+
+    GRR lies in [0, 1]: the interval is that of the beta distribution with the same mean and
+    variance. A variance larger than a [0, 1] quantity can have (only the time effect, added
+    as if unbounded, can ask for it) is capped at its largest, that of a coin between 0 and
+    1, so the interval then spans nearly all of [0, 1]: the honest answer when a few
+    accounts hold most of the ARR. NRR is never negative and has no upper bound: the interval
+    is that of the lognormal distribution with the same mean and variance. Both reduce to
+    the mean with no spread.
+    """
+    tail = (1.0 - level) / 2.0
+    if measure == "grr":
+        expected = min(max(expected, 0.0), 1.0)
+        if sd <= 0 or expected in (0.0, 1.0):
+            return expected, expected
+        most = expected * (1.0 - expected)
+        size = most / min(sd * sd, most * (1.0 - 1e-9)) - 1.0
+        a, b = expected * size, (1.0 - expected) * size
+        return float(betaincinv(a, b, tail)), float(betaincinv(a, b, 1.0 - tail))
+    expected = max(expected, 0.0)
+    if sd <= 0 or expected == 0.0:
+        return expected, expected
+    log_sd = math.sqrt(math.log1p((sd / expected) ** 2))
+    centre = math.log(expected) - log_sd ** 2 / 2.0
+    z = NormalDist().inv_cdf(1.0 - tail)
+    return math.exp(centre - z * log_sd), math.exp(centre + z * log_sd)
 
 
 def actual(outcomes: pd.DataFrame) -> dict[str, float]:

@@ -15,6 +15,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -631,18 +632,22 @@ def _peer_baselines(parts: dict[str, pd.DataFrame], settings: Settings,
                                 peers)
 
 
-def train(settings: Settings, progress: Any = None) -> TrainResult:
+def train(settings: Settings, progress: Callable[[str], None] | None = None) -> TrainResult:
+    """Fit, evaluate, log, register and gate one run; ``progress`` is called with each
+    stage's name as it starts (``churnlens train`` prints them with their times)."""
     import mlflow
     from mlflow.models import infer_signature
 
     started = time.perf_counter()
     home = settings.layout
+    if progress:
+        progress("loading the snapshots")
     manifest = _check_store(home.features, settings)
     frame, features = load_snapshots(home.features)
     labelled = frame[frame["labelled"].astype(bool)].reset_index(drop=True)
     split = split_of(sorted(set(labelled["as_of"])), settings, manifest)
     if progress:
-        progress(f"slices: {split.describe()}")
+        progress("preparing the slices")
     parts = _slices(labelled, split)
     space = feature_space(pd.concat([parts["fit"], parts["tuning"]]), features)
     data_folder = Path(settings.data) if settings.data and "://" not in settings.data \
@@ -709,6 +714,8 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         if progress:
             progress("fitting the RFM peers")
         report["baselines"] = _peer_baselines(parts, settings, report["churn"]["validation"])
+        if progress:
+            progress("evaluating the churn-month hazard")
         report["hazard"] = evaluate_hazard(hazard_fit, parts, space,
                                            fits["churn"].validation, settings)
         if progress:
@@ -717,8 +724,12 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
         report.setdefault("renewal", {})["served_model"] = (
             {"rows": renewal_fit.rows, "lost": renewal_fit.lost} if renewal_fit.model
             else {"skipped": renewal_fit.why_not})
+        if progress:
+            progress("fitting the revenue forecast")
         revenue = (fit_revenue(frame, labelled, fits, space, settings)
                    if "expansion" in fits else None)
+        if progress:
+            progress("fitting the cold-start model")
         cold, report["cold_start"] = coldstart.fit_cold_start(
             parts, space, settings.seed, settings.cores, fits["churn"].model,
             settings.cold_start)
@@ -729,11 +740,17 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
             report["revenue"] = {"expansion_uplift": revenue.uplift(),
                                  "extra_sd": revenue.extra_sd,
                                  "outcomes": {o: len(v) for o, v in revenue.ratios.items()}}
+        if progress:
+            progress("reviewing the segments")
         report["segments"] = evaluation.segment_review(
             val, {t: (labels_of(val, LABEL_OF[t]), f.validation) for t, f in fits.items()},
             settings.high_touch_arr, settings.mid_touch_arr)
+        if progress:
+            progress("drawing the plots")
         plot_files = _plots(fits, val, parts, space, workdir, report)
         report["run_id"] = run_id
+        if progress:
+            progress("writing the bundle")
         bundle_dir = write_bundle(
             workdir / "bundle", version=f"run-{run_id[:8]}", space=space,
             models={t: f.model for t, f in fits.items()},
@@ -747,10 +764,14 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
             hazard=hazard_fit.model if hazard_fit else None,
             revenue=revenue, cold_start=cold, renewal=renewal_fit.model)
 
+        if progress:
+            progress("comparing with the champion")
         promoted, reason, comparisons = _gate(client, settings, val, fits, space)
         report["promoted"], report["reason"] = promoted, reason
         report["champion_comparison"] = comparisons
 
+        if progress:
+            progress("logging to MLflow")
         mlflow.log_params(_params(settings, fits, split, features))
         mlflow.log_metrics(_flat_metrics(report))
         mlflow.log_metrics(baselines.metrics(report["baselines"]))
@@ -788,6 +809,8 @@ def train(settings: Settings, progress: Any = None) -> TrainResult:
 
     exported = None
     if promoted:
+        if progress:
+            progress("exporting the champion")
         exported = set_champion(client, settings, run_id, versions, bundle_dir)
         report["bundle"] = str(exported)
     report = finite(report)  # JSON has no NaN: a figure that could not be computed is null
