@@ -50,6 +50,25 @@ def _flag(condition: ir.BooleanValue) -> ir.IntegerValue:
     return condition.ifelse(1, 0)
 
 
+def whole_sum(value: ir.IntegerValue) -> ir.IntegerValue:
+    """The sum of an integer column, as a 64-bit integer.
+
+    DuckDB sums BIGINT into HUGEINT, and whatever is computed from a HUGEINT after that (the
+    products and sums of the snapshot windows) carries twice the width: in the 100M-event
+    build the per-(account, snapshot) sums over the year's bucket rows were its costliest
+    step. Ibis drops a cast to the type it already believes a sum has, so the sum goes back
+    to BIGINT through DOUBLE, exact below 2**53.
+    """
+    return value.sum().cast("float64").cast("int64")  # type: ignore[no-any-return]
+
+
+def _sum_as(value: ir.NumericValue, dtype: str) -> ir.NumericValue:
+    """``value`` summed, as ``dtype`` (an integer as BIGINT, see ``whole_sum``)."""
+    if dtype.startswith("int"):
+        return whole_sum(value)  # type: ignore[arg-type]
+    return value.sum().cast(dtype)  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class Grid:
     """The snapshot dates as a relation: ``as_of`` (date) and ``as_of_day`` (int)."""
@@ -381,12 +400,12 @@ def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
     by_type: dict[str, ir.Value] = {}
     for chosen in vocabulary.events:
         this = catalogued.event == chosen.event
-        by_type[chosen.measure("events")] = this.ifelse(1, 0).sum().cast("int64")
+        by_type[chosen.measure("events")] = whole_sum(this.ifelse(1, 0))
         if chosen.sums_quantity:
             by_type[chosen.measure("quantity")] = this.ifelse(
                 catalogued.quantity, 0.0).sum().cast("float64")
     per_account = catalogued.group_by(["account", "bucket"]).aggregate(
-        events=_.count(), quantity=_.quantity.sum(), key_events=_.key.sum(),
+        events=_.count(), quantity=_.quantity.sum(), key_events=whole_sum(_.key),
         first_day=_.day.min(), last_day=_.day.max(),
         first_key_day=(_.key > 0).ifelse(_.day, ibis.null("int64")).min(),
         day_mask=bit_or(_.day_bit), **money,
@@ -400,7 +419,7 @@ def roll_up_events(events: ir.Table, accounts: ir.Table, grid: Grid,
 
     names = _account_names(accounts)
     cohorts = per_user.group_by(["account", "bucket", "previous_bucket"]).aggregate(
-        users=_.count(), active_days=_.active_days.sum(), recent_users=_.recent.sum())
+        users=_.count(), active_days=whole_sum(_.active_days), recent_users=whole_sum(_.recent))
     # users first seen within 30 days of their account's creation, by the bucket they appeared
     newcomers = per_user.filter(per_user.previous_bucket == NO_PREVIOUS).join(
         names.select("account", "created_day"), "account")
@@ -485,7 +504,8 @@ def usage_by_user(rollups: EventRollups, grid: Grid,
     month counts in a handful of a snapshot's buckets, not in all twenty. What needs no single
     user (events, quantity, active days, who was active in the last days, the last active day)
     comes from one row per (account, bucket), stacked under them with zeros where a row has
-    nothing to say. Rows carry the hashed ``account``: the features are summed per
+    nothing to say, and the year's sums over buckets older than 180 days from a third, narrow
+    stack. Rows carry the hashed ``account``: the features are summed per
     (account, as_of) before ``id_of`` names them. ``vocabulary`` names the (event type
     measure, days) sums the build's generated features read (``vocabulary_column``).
     ``windowed`` names the per-window columns (``<measure>_<window>``, ``first_age_w365``) to
@@ -504,9 +524,9 @@ def usage_by_user(rollups: EventRollups, grid: Grid,
     # each half is summed per (account, as_of) before they are stacked: one group-by over
     # both halves' rows, eleven sums wide, cost more than the two narrow ones
     people = counted.group_by(["account", "as_of"]).aggregate(
-        active_7=users_in("w7").sum(), active_30=users_in("w30").sum(),
-        active_prev_30=users_in("prev30").sum(), active_90=users_in("w90").sum(),
-        active_prev_90=users_in("prev90").sum())
+        active_7=whole_sum(users_in("w7")), active_30=whole_sum(users_in("w30")),
+        active_prev_30=whole_sum(users_in("prev30")), active_90=whole_sum(users_in("w90")),
+        active_prev_90=whole_sum(users_in("prev90")))
     history = {f"{measure}_{window}": (measure, window)
                for measure in ACCOUNT_MEASURES for window in ACCOUNT_MEASURE_WINDOWS}
     types = {**ACCOUNT_MEASURES, **rollups.vocabulary}
@@ -524,25 +544,41 @@ def usage_by_user(rollups: EventRollups, grid: Grid,
         **{name: ibis.literal(0, types[measure])
            for name, (measure, _window) in history.items()})
     days = cohorts.group_by(["account", "bucket"]).aggregate(
-        active_days=_.active_days.sum(), recent_users=_.recent_users.sum())
+        active_days=whole_sum(_.active_days), recent_users=whole_sum(_.recent_users))
     per_bucket = rollups.per_account.pipe(attach, days, ["account", "bucket"])
-    joined = _in_windows(rollups, grid, per_bucket)
-    totals = joined.group_by(["account", "as_of"]).aggregate(
-        active_7=(joined.recent_users.fill_null(0) * joined.w7_tail).sum(),
-        days_30=(joined.active_days.fill_null(0) * joined.w30).sum(),
-        events_30=(joined.events * joined.w30).sum(),
-        events_prev_30=(joined.events * joined.prev30).sum(),
-        quantity_30=(joined.quantity * joined.w30).sum().cast("float64"),
-        key_30=(joined.key_events * joined.w30).sum(),
-        last_age=(joined.as_of_day - joined.last_day).min(),
-        **({"first_age_w365": (joined.w365 == 1).ifelse(joined.as_of_day - joined.first_day,
-                                                         ibis.null("int64")).max()}
-           if first_age else {}),
-        **{name: (joined[measure] * joined[window]).sum().cast(types[measure])
+    # The buckets of the last 180 days carry every window. The older ones of the year carry
+    # only the year's sums, in a narrow sum of their own stacked under the rest: summed with
+    # every window's product, they were half the rows of the build's widest group-by.
+    recent = _in_windows(rollups, grid, per_bucket, only=("w180",))
+    yearly = {name: measure for name, (measure, window) in history.items() if window == "w365"}
+    totals = recent.group_by(["account", "as_of"]).aggregate(
+        active_7=whole_sum(recent.recent_users.fill_null(0) * recent.w7_tail),
+        days_30=whole_sum(recent.active_days.fill_null(0) * recent.w30),
+        events_30=whole_sum(recent.events * recent.w30),
+        events_prev_30=whole_sum(recent.events * recent.prev30),
+        quantity_30=(recent.quantity * recent.w30).sum().cast("float64"),
+        key_30=whole_sum(recent.key_events * recent.w30),
+        last_age=(recent.as_of_day - recent.last_day).min(),
+        **({"first_age_w365": (recent.as_of_day - recent.first_day).max()} if first_age else {}),
+        **{name: _sum_as(recent[measure] if window == "w365" else recent[measure] * recent[window],
+                         types[measure])
            for name, (measure, window) in history.items()})
     totals = totals.mutate(active_30=zero, active_prev_30=zero, active_90=zero,
                            active_prev_90=zero)
-    return people.union(totals.select(*people.columns))
+    older_buckets = membership.filter((membership.w365 == 1) & (membership.w180 == 0))
+    older = rollups.per_account.join(older_buckets, "bucket")
+    older = older.group_by(["account", "as_of"]).aggregate(
+        last_age=(older.as_of_day - older.last_day).min(),
+        **({"first_age_w365": (older.as_of_day - older.first_day).max()} if first_age else {}),
+        **{name: _sum_as(older[measure], types[measure]) for name, measure in yearly.items()})
+    older = older.mutate(**{name: zero for name in ("active_7", "active_30", "active_prev_30",
+                                                    "active_90", "active_prev_90", "days_30",
+                                                    "events_30", "events_prev_30", "key_30")},
+                         quantity_30=ibis.literal(0.0, "float64"),
+                         **{name: ibis.literal(0, types[measure])
+                            for name, (measure, window) in history.items()
+                            if window != "w365"})
+    return ibis.union(people, totals.select(*people.columns), older.select(*people.columns))
 
 
 def user_activity_30d(rollups: EventRollups, grid: Grid) -> ir.Table:

@@ -204,6 +204,14 @@ def _moved(lever: Lever, features: tuple[str, ...], x: np.ndarray, target: float
         derived = _derive(lever, features, x, edited[:, root_column], con)
         for k, name in enumerate(lever.dependents):
             edited[:, features.index(name)] = derived[:, k]
+        # a lever not linear in its root (a spread of rates) may not move the healthy way
+        # from the solved root: such a row gets no improvement from it
+        column = features.index(lever.feature)
+        was, now_value = x[:, column], edited[:, column]
+        with np.errstate(invalid="ignore"):
+            healthy = (now_value < was) if lever.spec.higher_is_riskier else (now_value > was)
+        ok &= healthy
+        edited[~ok] = x[~ok]
     return edited, ok
 
 

@@ -19,12 +19,14 @@ import pyarrow as pa
 
 from churnlens.engines import spark_session
 from churnlens.serving.changes import Previous, align, previous_partition
+from churnlens.serving.improve import Targets
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.score import (
     ScoreRun,
     _score_chunk,
     champion,
     drift_state,
+    run_targets,
     score_probabilities,
     sort_riskiest,
     table_schema,
@@ -35,7 +37,8 @@ from churnlens.training.bundle import load_bundle
 from churnlens.training.matrix import latest_partition
 
 DRIFT_SAMPLE_ROWS = 200_000
-"""Snapshot rows the driver reads to compute drift: all of them up to this, a sample beyond."""
+"""Snapshot rows the driver reads to compute drift and the improvements' targets: all of them
+up to this, a sample beyond."""
 
 
 BEFORE = "before__"
@@ -57,7 +60,7 @@ def _split(batch: pd.DataFrame, previous_as_of: date | None
 
 
 def _scorer(bundle_name: str, settings: Settings, playbooks: Playbooks, explained: bool,
-            schema: pa.Schema, previous_as_of: date | None
+            schema: pa.Schema, previous_as_of: date | None, targets: Targets | None
             ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The function each Spark task runs over its batches of snapshot rows."""
 
@@ -70,7 +73,8 @@ def _scorer(bundle_name: str, settings: Settings, playbooks: Playbooks, explaine
         with threadpool_limits(limits=1):
             for batch in batches:
                 now, previous = _split(batch, previous_as_of)
-                scored = (_score_chunk(bundle, now, settings, playbooks, previous) if explained
+                scored = (_score_chunk(bundle, now, settings, playbooks, previous, targets)
+                          if explained
                           else score_probabilities(bundle, now, settings))
                 yield pa.Table.from_pandas(scored, schema=schema,
                                            preserve_index=False).to_pandas()
@@ -96,15 +100,19 @@ def score_on_spark(settings: Settings, *, explained: bool = True) -> ScoreRun:
         before = before.select(*[before[c].alias(BEFORE + c) for c in before.columns])
         joined = snapshot.join(before, snapshot["account_id"] == before[BEFORE + "account_id"],
                                "left")
+    sample = snapshot.limit(DRIFT_SAMPLE_ROWS) if snapshot.count() <= DRIFT_SAMPLE_ROWS else (
+        snapshot.sample(fraction=DRIFT_SAMPLE_ROWS / snapshot.count(), seed=7))
+    sampled = sample.toPandas()
+    # the improvements' targets (each lever's median among low-tier accounts) from the same
+    # sample: every account of a snapshot up to its size, as local scoring takes them
+    targets = run_targets(bundle, sampled, settings) if explained else None
     scored = joined.mapInPandas(
         _scorer(bundle.path.name, settings, playbooks, explained, schema,  # type: ignore[arg-type]
-                earlier[1] if earlier is not None and explained else None),
+                earlier[1] if earlier is not None and explained else None, targets),
         from_arrow_schema(schema))
     table = scored.toArrow().cast(schema).to_pandas()
     table["as_of"] = pd.to_datetime(table["as_of"]).dt.date
-    sample = snapshot.limit(DRIFT_SAMPLE_ROWS) if snapshot.count() <= DRIFT_SAMPLE_ROWS else (
-        snapshot.sample(fraction=DRIFT_SAMPLE_ROWS / snapshot.count(), seed=7))
-    table["drift_flag"] = drift_state(bundle, sample.toPandas()).flag
+    table["drift_flag"] = drift_state(bundle, sampled).flag
     table = sort_riskiest(table)
     parquet, csv = write_table(table, settings.layout.scores, as_of)
     return ScoreRun(table=table, parquet=parquet, csv=csv, as_of=as_of,
