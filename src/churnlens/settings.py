@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         None, description="The key scope GET /metrics needs (CHURNLENS_METRICS_SCOPE=read): it "
         "names every feature and its drift. Unset: open to anyone who reaches the server, as "
         "Prometheus scrapes without credentials by default.")
+    max_score_age_days: float = Field(
+        2.0, ge=0, description="Scores whose table was written longer ago than this many days "
+        "are marked stale on every page and answer, and /readyz says degraded "
+        "(CHURNLENS_MAX_SCORE_AGE_DAYS; 0: never by age). Scores are also stale, whatever "
+        "their age, when the raw history runs past the next snapshot date after theirs.")
     secure_cookies: bool = Field(
         False, description="Send the pages' session cookie with the Secure flag, so a browser "
         "sends it only over HTTPS: set it (CHURNLENS_SECURE_COOKIES=true) wherever the pages are "

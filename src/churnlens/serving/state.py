@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from churnlens.features.pipeline import read_directory
 from churnlens.features.registry import PILLARS_ORDER
 from churnlens.serving.changes import Previous, previous_snapshot
 from churnlens.serving.coverage import coverage_answer
+from churnlens.serving.freshness import history_of, written_at
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.score import (
     Drift,
@@ -128,6 +130,14 @@ class Served:
     """Account id → its row in ``rows`` and ``snapshot``."""
     directory: pd.DataFrame
     """Name and CSM of each account (``churnlens features`` writes them), by account id."""
+    scored_at: datetime | None = None
+    """When the score table was written (its file's modification time); None while it is
+    being built."""
+    history_end: date | None = None
+    """The first day after the raw history the feature store was built from (its manifest),
+    when this was loaded."""
+    grid: str = "monthly"
+    """The snapshot grid the feature store was built on."""
     encoded: dict[str, bytes] = field(default_factory=dict, compare=False)
     """Answers already serialised, by account id."""
 
@@ -182,9 +192,14 @@ def _ranking_of(table: pd.DataFrame) -> pd.DataFrame:
     return table[[c for c in columns if c in table]].set_index("account_id", drop=False)
 
 
+def table_path(settings: Settings, as_of: date) -> Path:
+    """Where the score table of the snapshot of ``as_of`` is written."""
+    return settings.layout.scores / f"{as_of.isoformat()}.parquet"
+
+
 def stored_table(settings: Settings, bundle: Bundle, as_of: date) -> pd.DataFrame | None:
     """The explained score table written for this model and snapshot, if there is one."""
-    path = settings.layout.scores / f"{as_of.isoformat()}.parquet"
+    path = table_path(settings, as_of)
     if not path.is_file():
         return None
     scores = pd.read_parquet(path)
@@ -198,9 +213,12 @@ def load_served(settings: Settings) -> Served:
     bundle = champion(settings)
     snapshot, as_of = latest_snapshot(settings)
     playbooks = load_playbooks(settings.playbooks)
+    history_end, grid = history_of(settings.layout.features)
     scores = stored_table(settings, bundle, as_of)
+    scored_at = None
     if scores is not None:
         ranking, table, source = _ranking_of(scores), ScoreTable(scores), "score table"
+        scored_at = written_at(table_path(settings, as_of))
     else:  # probabilities without explanations: fast enough to rank any portfolio at start
         ranking = sort_riskiest(score_probabilities(bundle, snapshot, settings)).set_index(
             "account_id", drop=False)
@@ -213,7 +231,8 @@ def load_served(settings: Settings) -> Served:
                                              snapshot["account_id"]),
                   position={str(a): i for i, a in enumerate(snapshot["account_id"])},
                   directory=_directory(settings), ranking=ranking, table=table,
-                  table_source=source)
+                  table_source=source, scored_at=scored_at, history_end=history_end,
+                  grid=grid or settings.grid)
 
 
 def _directory(settings: Settings) -> pd.DataFrame:
@@ -231,21 +250,32 @@ def name_of(served: Served, account_id: str) -> str:
     return str(name) if isinstance(name, str) and name else account_id
 
 
+def read_table(served: Served, settings: Settings) -> Served | None:
+    """The state that answers from the score table written for ``served``'s model and
+    snapshot (by another worker, or by ``churnlens score``); None when there is none."""
+    scores = stored_table(settings, served.bundle, served.as_of)
+    if scores is None:
+        return None
+    return dataclasses.replace(served, ranking=_ranking_of(scores), table=ScoreTable(scores),
+                               table_source="score table",
+                               scored_at=written_at(table_path(settings, served.as_of)),
+                               encoded={})
+
+
 def build_table(served: Served, settings: Settings) -> Served:
     """The state that answers from the score table of ``served``'s model and snapshot: the
     one already written (by another worker, say), or one explained and written now."""
-    scores = stored_table(settings, served.bundle, served.as_of)
-    if scores is not None:
-        return dataclasses.replace(served, ranking=_ranking_of(scores),
-                                   table=ScoreTable(scores), table_source="score table",
-                                   encoded={})
+    stored = read_table(served, settings)
+    if stored is not None:
+        return stored
     scores = score_frame(served.bundle, served.snapshot.reset_index(drop=True), settings,
                          served.playbooks, previous=served.previous)
     scores["drift_flag"] = served.drift.flag
     scores = sort_riskiest(scores)
-    write_table(scores, settings.layout.scores, served.as_of)
+    parquet, _ = write_table(scores, settings.layout.scores, served.as_of)
     return dataclasses.replace(served, ranking=_ranking_of(scores), table=ScoreTable(scores),
-                               table_source="built by the server", encoded={})
+                               table_source="built by the server",
+                               scored_at=written_at(parquet), encoded={})
 
 
 def answers(served: Served, account_ids: list[str], settings: Settings) -> list[dict[str, Any]]:
@@ -280,3 +310,8 @@ class Runtime:
     """Why nothing is served yet (no model, no snapshot), in words that say what to do."""
     kpis: dict[str, Any] | None = None
     kpi_problem: str | None = "the KPIs are being computed from the raw history"
+    history_end: date | None = None
+    """The first day after the raw history as the feature store's manifest says now: set at
+    each load, and re-read by the watcher when ``churnlens features`` writes a build, so a
+    build this process failed to load still marks the scores it serves stale."""
+    grid: str = "monthly"

@@ -108,6 +108,23 @@ class Coverage(BaseModel):
                                      "horizon of history.")
 
 
+class ScoreFreshness(BaseModel):
+    """Whether the scores in this answer are stale (``serving/freshness.py``): the raw history
+    runs past the next snapshot date after theirs, or their table was written longer ago than
+    ``max_score_age_days``."""
+
+    stale: bool
+    reasons: list[str] = Field(description="Why they are stale, in words; empty when fresh.")
+    as_of: str = Field(description="The snapshot date the scores were computed on.")
+    scored_at: str | None = Field(description="When the score table was written (UTC); null "
+                                  "while the server builds it.")
+    age_days: float = Field(description="Days since the score table was written.")
+    history_last_day: str | None = Field(description="The raw history's last day, as "
+                                         "`churnlens features` last saw it; null when unknown.")
+    remedy: str | None = Field(description="What to run when stale: `churnlens features && "
+                               "churnlens score`.")
+
+
 class RiskAnswer(BaseModel):
     account_id: str
     as_of: str = Field(description="The snapshot date whose features were used.")
@@ -146,6 +163,9 @@ class RiskAnswer(BaseModel):
     timing: Timing | None = Field(None, description="Churn by month and before the renewal; "
                                   "null when the model has no hazard model.")
     coverage: Coverage | None = None
+    scores: ScoreFreshness | None = Field(None, description="On a single account's answer "
+                                          "and a what-if; a batch or portfolio has it once, "
+                                          "beside its accounts.")
 
     model_config = {"json_schema_extra": {"examples": [{
         "account_id": "acc_000042", "as_of": "2026-01-01", "model_version": "v3",
@@ -167,6 +187,7 @@ class BatchRequest(BaseModel):
 class BatchAnswer(BaseModel):
     results: list[RiskAnswer]
     not_found: list[str]
+    scores: ScoreFreshness | None = None
 
 
 class WhatIfRequest(BaseModel):
@@ -188,6 +209,9 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
+    status: str | None = Field(None, description="`ready`, `degraded` (served, but the scores "
+                               "are stale: `scores.reasons` says why; still 200) or `not "
+                               "ready` (503).")
     problem: str | None = Field(None, description="Why nothing is served yet (not ready).")
     model_version: str | None = None
     as_of: str | None = None
@@ -195,6 +219,7 @@ class Readiness(BaseModel):
     score_table: str | None = Field(None, description="`score table`, `building` or "
                                     "`built by the server`.")
     drift: dict[str, Any] | None = None
+    scores: ScoreFreshness | None = None
 
 
 class KpiAnswer(BaseModel):
@@ -241,6 +266,7 @@ class Portfolio(BaseModel):
     accounts: list[RiskAnswer]
     next_cursor: str | None
     revenue: Revenue | None = None
+    scores: ScoreFreshness | None = None
 
 
 SECURITY_SCHEMES = {

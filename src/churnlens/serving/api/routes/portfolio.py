@@ -6,7 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from churnlens.serving.api.deps import ReadKey, ServingDep, json_answer, require_served, shown
+from churnlens.serving.api.deps import (
+    ReadKey,
+    ServingDep,
+    json_answer,
+    require_served,
+    scores_of,
+    shown,
+)
 from churnlens.serving.api.schemas import Portfolio, key_refusals, refusals, secured
 from churnlens.serving.state import answers, revenue_of
 
@@ -41,4 +48,5 @@ def portfolio(key: ReadKey, state: ServingDep, tier: str | None = None,
     following = start + limit
     return json_answer({"accounts": answers(served, list(page["account_id"]), state.settings),
                         "next_cursor": str(following) if following < len(table) else None,
-                        "revenue": revenue_of(table, served.bundle.revenue)})
+                        "revenue": revenue_of(table, served.bundle.revenue),
+                        "scores": scores_of(state, served).answer()})
