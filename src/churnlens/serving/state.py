@@ -229,7 +229,7 @@ def value_by(served: Served, ranking: pd.DataFrame, by: str) -> list[dict[str, A
     sums = frame.groupby(group.to_numpy()).sum(min_count=1)
     sums = sums.sort_values("lifetime_value", ascending=False, na_position="last")
     return [{by: str(name), **{str(k): (None if pd.isna(v) else float(v))
-                               for k, v in row.items()}}
+                               for k, v in row.items()}, "accounts": int(row["accounts"])}
             for name, row in sums.iterrows()]
 
 
