@@ -88,8 +88,8 @@ def _facts(row: dict[str, Any], pillar_row: dict[str, float],
            without_data: frozenset[str] = frozenset(),
            drivers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """What playbook rules and reasons read: the failing pillar (judged on levers: the pillar
-    points given are the levers'), and ``lever``, the sentence of the lever that raises the
-    risk most."""
+    points given are the levers'), ``lever``, the sentence of the lever that raises the
+    risk most, and ``risk_pct``, the risk the tier reads (``churn_pct`` the horizon's)."""
     seen = {p: v for p, v in pillar_row.items() if p not in without_data}
     strongest = max(seen, key=lambda p: seen[p]) if seen else None
     failing = strongest if strongest is not None and seen[strongest] > 0 else None
@@ -100,6 +100,7 @@ def _facts(row: dict[str, Any], pillar_row: dict[str, float],
             "pillar_points": f"{pillar_row.get(failing, 0.0):+.1f}" if failing else "0",
             "pillar_title": (failing or "").capitalize(),
             "churn_pct": f"{100 * row['churn_probability']:.0f}",
+            "risk_pct": f"{100 * row.get('risk', row['churn_probability']):.0f}",
             "expansion_pct": "?" if row["expansion_probability"] is None
             else f"{100 * row['expansion_probability']:.0f}"}
 
@@ -362,6 +363,7 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
     seen = coverage_columns(features, rows.values, rows.meta)
     for i in range(len(rows)):
         row = {"tier": tiers[i], "churn_probability": float(churn.probability[i]),
+               "risk": float(outlook["risk"][i]),
                "expansion_probability": (None if np.isnan(expansion[i])
                                          else float(expansion[i])),
                "days_to_renewal": renewal[i], "tenure_days": tenure[i]}
