@@ -189,7 +189,7 @@ class RiskAnswer(BaseModel):
                      "direction": "raises", "pillar": "adoption",
                      "sentence": "21% of paid seats active in the last 30 days"}],
         "playbook": {"name": "renewal save",
-                     "reason": "High churn risk (31%) with the renewal 40 days away."}}]}}
+                     "reason": "High risk of losing it (31%) with the renewal 40 days away."}}]}}
 
 
 class BatchRequest(BaseModel):
