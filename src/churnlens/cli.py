@@ -709,10 +709,13 @@ def score(
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
         return
     table = Table(title=f"Riskiest accounts at {run.as_of} (model {run.model_version})")
-    for column in ("account", "churn", "tier", "health", "segment", "playbook", "top driver"):
-        table.add_column(column, justify="right" if column in ("churn", "health") else "left")
-    for row in rows:
-        table.add_row(row["account_id"], f"{row['churn_probability']:.0%}", row["tier"],
+    for column in ("account", "risk", "churn", "tier", "health", "segment", "playbook",
+                   "top driver"):
+        table.add_column(column, justify="right" if column in ("risk", "churn", "health")
+                         else "left")
+    for row in rows:  # riskiest first by risk: until the renewal, or the horizon's
+        table.add_row(row["account_id"], f"{row.get('risk', row['churn_probability']):.0%}",
+                      f"{row['churn_probability']:.0%}", row["tier"],
                       str(row["health_score"]), row["segment"], row.get("playbook") or "",
                       row.get("driver_1_sentence") or "")
     console.print(table)

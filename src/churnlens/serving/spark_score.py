@@ -28,6 +28,7 @@ from churnlens.serving.score import (
     score_probabilities,
     sort_riskiest,
     table_schema,
+    with_directory,
     write_table,
 )
 from churnlens.settings import Settings
@@ -105,7 +106,7 @@ def score_on_spark(settings: Settings, *, explained: bool = True) -> ScoreRun:
     sample = snapshot.limit(DRIFT_SAMPLE_ROWS) if snapshot.count() <= DRIFT_SAMPLE_ROWS else (
         snapshot.sample(fraction=DRIFT_SAMPLE_ROWS / snapshot.count(), seed=7))
     table["drift_flag"] = drift_state(bundle, sample.toPandas()).flag
-    table = sort_riskiest(table)
+    table = sort_riskiest(with_directory(table, settings.layout.features))
     parquet, csv = write_table(table, settings.layout.scores, as_of)
     return ScoreRun(table=table, parquet=parquet, csv=csv, as_of=as_of,
                     model_version=bundle.version, seconds=time.perf_counter() - started)

@@ -2,7 +2,7 @@
 
 # No ``from __future__ import annotations``: FastAPI reads the route annotations at runtime.
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
@@ -15,7 +15,7 @@ from churnlens.serving.api.deps import (
     shown,
 )
 from churnlens.serving.api.schemas import Portfolio, key_refusals, refusals, secured
-from churnlens.serving.state import answers, revenue_of
+from churnlens.serving.state import answers, of_csm, ordered, revenue_of
 
 router = APIRouter(tags=["portfolio"])
 
@@ -24,11 +24,15 @@ router = APIRouter(tags=["portfolio"])
             responses={**key_refusals("read"), **refusals(422, 503)})
 def portfolio(key: ReadKey, state: ServingDep, tier: str | None = None,
               segment: str | None = None, playbook: str | None = None, csm: str | None = None,
+              sort: Annotated[Literal["risk", "arr", "arr_at_risk"], Query(
+                  description="riskiest first (the default), most ARR first, or most ARR "
+                  "at risk first; accounts without ARR last")] = "risk",
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
               cursor: Annotated[str | None, Query(description="next_cursor of the "
                                                   "previous page")] = None
               ) -> Response:
-    """The portfolio, riskiest first, filtered."""
+    """The portfolio, riskiest first (or by ``sort``), filtered; ``csm=unassigned``: the
+    accounts without a CSM."""
     served = require_served(state)
     table = served.ranking
     if playbook is not None and "playbook" not in table:
@@ -38,7 +42,8 @@ def portfolio(key: ReadKey, state: ServingDep, tier: str | None = None,
         if value is not None:
             table = table[table[column] == value]
     if csm is not None:
-        table = table[table["account_id"].map(served.directory["csm"]) == csm]
+        table = table[of_csm(served, table, csm)]
+    table = ordered(table, sort)
     start = 0
     if cursor is not None:
         if not (cursor.isascii() and cursor.isdigit()):
