@@ -1,0 +1,47 @@
+"""The task store under test: SQLite in a temporary folder, and PostgreSQL (a throwaway server
+started once per test session, a fresh database per test) where its binaries are installed."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from warehouse import postgres_bin, postgres_server
+
+
+def free_port() -> int:
+    # the root conftest has one, but this file is also named conftest and cannot import it
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """The URL of a running PostgreSQL server's admin database."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL's server binaries (initdb, postgres) are not installed: "
+                    "`make engines` installs them")
+    with postgres_server(free_port(), database="alerts_admin") as url:
+        yield url
+
+
+def fresh_postgres_database(admin_url: str) -> str:
+    import psycopg
+
+    name = f"tasks_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty task store's URL, on each database the store supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tasks.db'}"
+    return fresh_postgres_database(request.getfixturevalue("postgres"))
