@@ -42,7 +42,7 @@ Tier = Literal["low", "medium", "high"]
 Pillar = Literal["onboarding", "adoption", "support", "satisfaction", "commercial"]
 
 CONDITION_INPUTS: dict[str, tuple[str, ...]] = {
-    "enters_tier": ("score changes",),
+    "enters_tier": ("score changes", "the scoring model's tiers"),
     "min_health_fall": ("score changes",),
     "tier": (),
     "max_days_to_renewal": ("renewal dates",),

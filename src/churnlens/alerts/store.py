@@ -514,12 +514,24 @@ class TaskStore:
             values.update(status="sent", sent_at=now, claimed_until=None)
         elif dead:
             values.update(status="dead", claimed_until=None)
-        else:
-            values.update(next_attempt_at=retry_at or now)
+        else:  # free for whichever sender is up when the retry is due
+            values.update(next_attempt_at=retry_at or now, claimed_until=None)
         with self._writing() as conn:
             conn.execute(update(deliveries).where(deliveries.c.id == delivery_id,
                                                   deliveries.c.status == "pending")
                          .values(**values))
+
+    def next_retry(self) -> datetime | None:
+        """When the earliest pending delivery is due (a claimed one: when its claim ends)."""
+        pending = deliveries.c.status == "pending"
+        claimed_later = deliveries.c.claimed_until > deliveries.c.next_attempt_at
+        with self._reading() as conn:
+            free = conn.execute(select(func.min(deliveries.c.next_attempt_at)).where(
+                pending, or_(deliveries.c.claimed_until.is_(None), ~claimed_later))).scalar()
+            held = conn.execute(select(func.min(deliveries.c.claimed_until)).where(
+                pending, claimed_later)).scalar()
+        times = [t for t in (free, held) if t is not None]
+        return min(times) if times else None
 
     def deliveries(self, status: str | None = None) -> list[Delivery]:
         """Every delivery (or those of one status), oldest first."""
