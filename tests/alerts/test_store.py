@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import stores
 from sqlalchemy import create_engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -20,8 +21,12 @@ from churnlens.alerts.store import (
     TaskNotFound,
     TaskStore,
     new_id,
-    store_url,
 )
+from churnlens.alerts.store import store_url as url_of
+
+postgres = stores.postgres
+store_url = stores.store_url
+"""The store on SQLite and on PostgreSQL (``stores``), for every test that takes it."""
 
 NOW = datetime(2024, 3, 2, 6, 0, tzinfo=UTC)
 AS_OF = date(2024, 3, 1)
@@ -72,7 +77,7 @@ def test_an_existing_store_is_upgraded_on_open_and_keeps_its_tasks(store_url: st
 
 
 def store_url_for(url: str) -> str:
-    return store_url(url, home=None)  # type: ignore[arg-type]
+    return url_of(url, home=None)  # type: ignore[arg-type]
 
 
 def test_a_task_lives_open_in_progress_done_with_every_change_recorded(store_url: str
@@ -135,7 +140,7 @@ def test_a_rerun_fires_nothing_new_and_a_closed_task_cools_down(store_url: str) 
         first = store.record([firing(), firing(rule="renewal_at_risk")], COOLDOWN, NOW)
         assert len(first.tasks) == 2
         again = store.record([firing(), firing(rule="renewal_at_risk")], COOLDOWN, NOW)
-        assert again.tasks == [] and again.deliveries == 0
+        assert again.tasks == [] and again.deliveries == 0 and again.already_fired == 2
         # the next table, a month later: the open task holds it back
         next_month = store.record([firing(as_of=date(2024, 4, 1))], COOLDOWN,
                                   NOW + timedelta(days=30))
@@ -261,7 +266,7 @@ def test_a_claimed_delivery_is_not_sent_twice_at_once_and_comes_back_after_its_l
 
 def test_an_unreachable_postgres_store_is_a_clear_error() -> None:
     with pytest.raises(AlertsError) as caught:
-        TaskStore(store_url("postgresql://ana:hunter2@127.0.0.1:9/tasks", home=None))  # type: ignore[arg-type]
+        TaskStore(url_of("postgresql://ana:hunter2@127.0.0.1:9/tasks", home=None))  # type: ignore[arg-type]
     assert "cannot open the task store" in str(caught.value)
     assert "hunter2" not in str(caught.value)
 

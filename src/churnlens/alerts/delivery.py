@@ -105,9 +105,12 @@ def deliver(store: TaskStore, book: RuleBook, schedule: Schedule, *, wait: bool 
     run = DeliveryRun()
     owned = client is None
     http = client or httpx.Client(timeout=schedule.timeout_seconds, follow_redirects=False)
+    started = now_utc()
     try:
         while True:
-            batch = store.due_deliveries(limit=BATCH, lease=schedule.lease)
+            # one pass sends what was due when it started; retries wait for the next run
+            batch = store.due_deliveries(now_utc() if wait else started, limit=BATCH,
+                                         lease=schedule.lease)
             for delivery in batch:
                 _send(store, endpoints.get(delivery.endpoint), delivery, schedule, http, run)
             if batch:

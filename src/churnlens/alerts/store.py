@@ -287,8 +287,14 @@ class TaskStore:
         ordered = sorted(fired, key=lambda f: (f.account_id, f.rule, f.as_of))
         with self._writing() as conn:
             blocked = self._blocked(conn, cooldowns, now)
+            seen = {(account, rule, as_of) for account, rule, as_of in conn.execute(
+                select(firings.c.account_id, firings.c.rule, firings.c.as_of)
+                .where(firings.c.as_of.in_({f.as_of for f in fired})))}
             for firing in ordered:
                 key = (firing.account_id, firing.rule)
+                if (*key, firing.as_of) in seen:
+                    counts["already_fired"] += 1
+                    continue
                 if blocked.get(key) == "open_task":
                     counts["open_task"] += 1
                     continue

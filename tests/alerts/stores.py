@@ -1,23 +1,17 @@
-"""The task store under test: SQLite in a temporary folder, and PostgreSQL (a throwaway server
-started once per test session, a fresh database per test) where its binaries are installed."""
+"""Fixtures of the task store under test, for test modules to take in: SQLite in a temporary
+folder, and PostgreSQL (a throwaway server started once per test session, a fresh database per
+test) where its binaries are installed."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from warehouse import postgres_bin, postgres_server
-
-
-def free_port() -> int:
-    # the root conftest has one, but this file is also named conftest and cannot import it
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
