@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
 from alert_fixtures import EXPECTED, THRESHOLDS, receiver, rules_file, scored_home
 
 from churnlens.alerts.rules import new_secret
@@ -45,22 +43,3 @@ def test_a_bad_rules_file_or_store_is_refused_in_one_line(tmp_path: Path) -> Non
                      check=False)
     assert down.returncode == 2 and "cannot open the task store" in down.stderr
     assert "hunter2" not in down.stderr + down.stdout
-
-
-@pytest.mark.slow
-@pytest.mark.e2e
-def test_score_runs_the_rules_and_a_rescore_adds_nothing(tmp_path_factory: pytest.TempPathFactory
-                                                         ) -> None:
-    from homes import trained_home
-
-    home = tmp_path_factory.mktemp("alerts-score") / "home"
-    shutil.copytree(trained_home(tmp_path_factory), home)
-    first = churnlens(home, "score", "--top", "0")
-    assert "Alerts on the" in first.stdout
-    with TaskStore(f"sqlite:///{home / 'tasks.db'}") as store:
-        made = store.tasks(limit=10_000)[0]
-    assert made and all(t.reason and t.owner for t in made)
-    again = churnlens(home, "score", "--top", "0")
-    assert "0 new tasks, 0 webhooks queued" in again.stdout
-    quiet = churnlens(home, "score", "--top", "0", "--no-alerts")
-    assert "Alerts on the" not in quiet.stdout
