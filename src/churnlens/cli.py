@@ -679,6 +679,12 @@ def score(
     backend: Annotated[str | None, typer.Option(
         help="Where to score: in this process (duckdb, the default) or on Spark executors "
         "(spark; settings spark_master, spark_conf).")] = None,
+    alerts: Annotated[bool, typer.Option(
+        "--alerts/--no-alerts", help="Run the alert rules on the new table (tasks and "
+        "queued webhooks; see `churnlens alerts`).")] = True,
+    alerts_file: Annotated[Path | None, typer.Option(
+        "--alerts-file", help="Alert rules merged over the shipped ones (setting "
+        "alerts).")] = None,
 ) -> None:
     """Score every active account at the latest snapshot with the champion, explained.
 
@@ -709,15 +715,20 @@ def score(
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
         return
     table = Table(title=f"Riskiest accounts at {run.as_of} (model {run.model_version})")
-    for column in ("account", "churn", "tier", "health", "segment", "playbook", "top driver"):
-        table.add_column(column, justify="right" if column in ("churn", "health") else "left")
-    for row in rows:
-        table.add_row(row["account_id"], f"{row['churn_probability']:.0%}", row["tier"],
+    for column in ("account", "risk", "churn", "tier", "health", "segment", "playbook",
+                   "top driver"):
+        table.add_column(column, justify="right" if column in ("risk", "churn", "health")
+                         else "left")
+    for row in rows:  # riskiest first by risk: until the renewal, or the horizon's
+        table.add_row(row["account_id"], f"{row.get('risk', row['churn_probability']):.0%}",
+                      f"{row['churn_probability']:.0%}", row["tier"],
                       str(row["health_score"]), row["segment"], row.get("playbook") or "",
                       row.get("driver_1_sentence") or "")
     console.print(table)
     console.print(f"{len(run.table):,} accounts scored in {run.seconds:.1f}s; score table "
                   f"written to [bold]{run.parquet}[/] and [bold]{run.csv}[/]")
+    if alerts:
+        _run_alerts(settings, alerts_file, run.table, run.as_of)
 
 
 @app.command()
@@ -787,6 +798,154 @@ def forecast(
                       f"inside the {report['backtest']['level']:.0%} interval "
                       f"(mean width {100 * s['mean_width']:.1f} points)")
     console.print(f"Report written to [bold]{report_path(settings)}[/]")
+
+
+# --------------------------------------------------------------------------- alerts
+
+alerts_app = typer.Typer(
+    help="Alert rules and the CSM task queue: run the rules on the latest score table, list "
+    "them, send the queued webhooks.", invoke_without_command=True)
+app.add_typer(alerts_app, name="alerts")
+
+AlertsFileOption = Annotated[Path | None, typer.Option(
+    "--alerts", help="Alert rules and endpoints merged over the shipped rules (setting "
+    "alerts).")]
+TasksDbOption = Annotated[str | None, typer.Option(
+    "--tasks-db", help="Task store URL (postgresql://user:password@host/db); default SQLite "
+    "at HOME/tasks.db (setting tasks_db).")]
+
+
+@alerts_app.callback()
+def alerts_run(
+    ctx: typer.Context,
+    rules_file: AlertsFileOption = None,
+    tasks_db: TasksDbOption = None,
+    list_rules: Annotated[bool, typer.Option(
+        "--list", help="List the rules, their state (on, off, skipped and why) and open "
+        "tasks; run nothing.")] = False,
+) -> None:
+    """Run the alert rules on the latest score table: a task per firing, webhooks queued.
+
+    `churnlens score` runs them by itself; this runs them again on demand (a rerun on the
+    same table creates nothing). `churnlens alerts deliver` sends the queued webhooks.
+    """
+    ctx.obj = {"rules_file": rules_file, "tasks_db": tasks_db}
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings(tasks_db=tasks_db)
+    if list_rules:
+        _list_rules(settings, rules_file)
+        return
+    _run_alerts(settings, rules_file)
+
+
+def _run_alerts(settings: Settings, rules_file: Path | None, table: Any = None,
+                as_of: date | None = None) -> None:
+    from churnlens.alerts import AlertsError
+    from churnlens.alerts.evaluate import run_alerts
+
+    try:
+        evaluation = run_alerts(settings, table, as_of, rules_file)
+    except AlertsError as error:
+        raise refuse("run the alert rules", error) from None
+    for rule, why in evaluation.plan.skipped.items():
+        errors.print(f"[yellow]Alert rule {rule} skipped:[/] {escape(why)}")
+    done = evaluation.recorded
+    held = f", {done.held_out} held out as controls" if done.held_out else ""
+    console.print(f"Alerts on the {evaluation.as_of} scores: {len(done.tasks)} new tasks{held}, "
+                  f"{done.deliveries} webhooks queued ({done.open_task} firings had an open "
+                  f"task, {done.cooling_down} were cooling down, {done.already_fired} were "
+                  "already recorded)." + (" `churnlens alerts deliver` sends the webhooks."
+                                          if done.deliveries else ""))
+
+
+def _list_rules(settings: Settings, rules_file: Path | None) -> None:
+    from churnlens.alerts import AlertsError
+    from churnlens.alerts.evaluate import (
+        account_facts,
+        inputs_of,
+        latest_table,
+        rules_for,
+        store_for,
+        tier_thresholds,
+    )
+
+    try:
+        book = rules_for(settings, rules_file)
+        try:
+            table, as_of = latest_table(settings)
+        except AlertsError:
+            plan, seen = None, "no score table yet: which rules the data allows is not known"
+        else:
+            facts = account_facts(settings, table, as_of)
+            versions = sorted({str(v) for v in facts.get("model_version", [])})
+            thresholds = tier_thresholds(settings, versions[0]) if len(versions) == 1 else None
+            plan, seen = book.plan(inputs_of(facts, thresholds)), f"the {as_of} scores"
+        with store_for(settings) as store:
+            counts = store.open_counts()
+    except AlertsError as error:
+        raise refuse("list the alert rules", error) from None
+    table_out = Table(title=f"Alert rules (data: {seen})")
+    for column in ("rule", "state", "when", "playbook", "priority", "due", "cooldown",
+                   "holdout", "open tasks"):
+        table_out.add_column(column)
+    for rule in book.rules:
+        state = ("off" if not rule.enabled else
+                 f"skipped: {plan.skipped[rule.name]}" if plan and rule.name in plan.skipped
+                 else "on")
+        when = ", ".join(f"{k}={v}" for k, v in rule.when.conditions().items())
+        table_out.add_row(rule.name, state, escape(when), rule.playbook or "(the account's)",
+                          rule.priority, f"{rule.due_days}d", f"{rule.cooldown_days}d",
+                          f"{rule.holdout:.0%}", str(counts.get(rule.name, 0)))
+    console.print(table_out)
+    if book.endpoints:
+        ends = Table(title="Webhook endpoints")
+        for column in ("endpoint", "url", "format", "rules", "priorities"):
+            ends.add_column(column)
+        for endpoint in book.endpoints:
+            ends.add_row(endpoint.name, endpoint.where, endpoint.format,
+                         ", ".join(endpoint.rules or ["all"]),
+                         ", ".join(endpoint.priorities or ["all"]))
+        console.print(ends)
+    else:
+        console.print("No webhook endpoints: tasks are kept in the store only.")
+
+
+@alerts_app.command("deliver")
+def alerts_deliver(
+    ctx: typer.Context,
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="Keep retrying failed sends on their backoff until each is "
+        "sent or dead (default), or make one pass and leave retries to the next run (cron)."
+    )] = True,
+) -> None:
+    """Send the queued webhooks (Standard Webhooks signed), retrying with backoff.
+
+    A webhook is marked sent only on the receiver's 2xx answer; one that fails every attempt
+    (setting delivery_attempts) is marked dead with the last error. A sender stopped midway
+    loses nothing: the next run sends what is left, under the same webhook-id.
+    """
+    from churnlens.alerts import AlertsError
+    from churnlens.alerts.delivery import Schedule, deliver
+    from churnlens.alerts.evaluate import rules_for, store_for
+
+    options = ctx.obj or {}
+    settings = _settings(tasks_db=options.get("tasks_db"))
+    schedule = Schedule(attempts=settings.delivery_attempts,
+                        max_delay_seconds=settings.delivery_max_delay_seconds,
+                        timeout_seconds=settings.delivery_timeout_seconds)
+    try:
+        book = rules_for(settings, options.get("rules_file"))
+        with store_for(settings) as store, console.status("Sending webhooks..."):
+            run = deliver(store, book, schedule, wait=wait)
+    except AlertsError as error:
+        raise refuse("deliver the webhooks", error) from None
+    console.print(f"Webhooks: {run.sent} sent, {run.failed} failed and queued for a retry, "
+                  f"{run.dead} dead.")
+    for line in run.errors[-5:]:
+        errors.print(f"[yellow]{escape(line)}[/]")
+    if run.dead:
+        raise typer.Exit(1)
 
 
 keys_app = typer.Typer(help="API keys for the risk API: create, list, revoke.",
@@ -971,7 +1130,8 @@ def demo(
     train(horizon_days=None, fit_months=None, tuning_months=None, calibration_months=None,
           validation_months=None, seed=None, mlflow_tracking_uri=None, as_json=False)
     console.rule("[bold]5. Score every active account")
-    score(as_json=False, top=10, explained=True, champion_source=None, backend=None)
+    score(as_json=False, top=10, explained=True, champion_source=None, backend=None,
+          alerts=True, alerts_file=None)
     console.rule("[bold]Done")
     console.print(
         f"A generated company in [bold]{settings.layout.raw}[/], validated; its snapshots in "

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from churnlens.home import Home
@@ -115,6 +115,20 @@ class Settings(BaseSettings):
                                "from which an account is medium risk.")
     playbooks: Path | None = Field(None, description="YAML playbook rules replacing the shipped "
                                    "ones.")
+    # alerts and tasks (``churnlens.alerts``)
+    alerts: Path | None = Field(
+        None, description="YAML alert rules and webhook endpoints merged over the shipped "
+        "rules (by rule name).")
+    tasks_db: SecretStr | None = Field(
+        None, description="The task store: a SQLAlchemy URL (postgresql://user:password@host/"
+        "db). Default: SQLite at HOME/tasks.db. Secret: it may hold a password.")
+    delivery_attempts: int = Field(
+        8, ge=1, le=100, description="Sends of one webhook before it is marked dead.")
+    delivery_max_delay_seconds: float = Field(
+        300.0, gt=0, description="Longest wait between two sends of one webhook (exponential "
+        "backoff with jitter up to this).")
+    delivery_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long one send waits for the receiver's answer.")
     champion_source: Literal["models", "mlflow"] = Field(
         "models", description="Where serving and scoring find the champion: HOME/models/CHAMPION "
         "(exported at promotion), or the registry's champion alias in the MLflow store (the "
@@ -130,6 +144,11 @@ class Settings(BaseSettings):
         None, description="The key scope GET /metrics needs (CHURNLENS_METRICS_SCOPE=read): it "
         "names every feature and its drift. Unset: open to anyone who reaches the server, as "
         "Prometheus scrapes without credentials by default.")
+    max_score_age_days: float = Field(
+        2.0, ge=0, description="Scores whose table was written longer ago than this many days "
+        "are marked stale on every page and answer, and /readyz says degraded "
+        "(CHURNLENS_MAX_SCORE_AGE_DAYS; 0: never by age). Scores are also stale, whatever "
+        "their age, when the raw history runs past the next snapshot date after theirs.")
     secure_cookies: bool = Field(
         False, description="Send the pages' session cookie with the Secure flag, so a browser "
         "sends it only over HTTPS: set it (CHURNLENS_SECURE_COOKIES=true) wherever the pages are "

@@ -110,6 +110,33 @@ def test_batch_portfolio_and_what_if(server: dict[str, Any]) -> None:
     assert busier.json()["churn_probability"] <= same.json()["churn_probability"]
 
 
+def test_answers_name_the_account_and_its_csm_and_the_book_sorts_by_revenue(
+        server: dict[str, Any]) -> None:
+    table = server["table"]
+    assert list(table.columns[:3]) == ["account_id", "name", "csm"]  # the table, its CSV too
+    csv = pd.read_csv(sorted((server["home"] / "scores").glob("*.csv"))[-1])
+    assert csv["name"].notna().all() and csv["csm"].isna().any() and csv["csm"].notna().any()
+    row = table.iloc[0]
+    answer = _get(server, f"/v1/accounts/{row['account_id']}/risk").json()
+    assert answer["name"] == row["name"] and answer["name"] != row["account_id"]
+    for name in ("risk", "renewal_risk", "expected_revenue_12m", "lifetime_value"):
+        assert answer[name] == pytest.approx(row[name], abs=1e-9), name
+    assert answer["risk_basis"] == row["risk_basis"] and answer["value_basis"] == "mrr"
+    assert answer["risk"] == max(a["risk"] for a in _get(
+        server, "/v1/accounts", params={"limit": 1000}).json()["accounts"])  # riskiest first
+
+    by_money = _get(server, "/v1/accounts", params={"sort": "arr_at_risk", "limit": 20}).json()
+    shown = [a["arr_at_risk"] for a in by_money["accounts"]]
+    assert shown == sorted(shown, reverse=True) and shown[0] == table["arr_at_risk"].max()
+    largest = _get(server, "/v1/accounts", params={"sort": "arr", "limit": 1}).json()
+    assert largest["accounts"][0]["arr"] == table["arr"].max()
+
+    alone = _get(server, "/v1/accounts", params={"csm": "unassigned", "limit": 1000}).json()
+    assert alone["accounts"] and all(a["csm"] is None for a in alone["accounts"])
+    assert len(alone["accounts"]) == int(table["csm"].isna().sum())
+    assert alone["revenue"]["accounts"] == len(alone["accounts"])
+
+
 @pytest.mark.parametrize(("method", "path", "body", "scope", "status", "says"), [
     ("get", "/v1/accounts/acc_x/risk", None, None, 401, "API key is required"),
     ("get", "/v1/accounts/nobody/risk", None, "read", 404, "unknown account 'nobody'"),
@@ -124,6 +151,7 @@ def test_batch_portfolio_and_what_if(server: dict[str, Any]) -> None:
     ("post", "/v1/admin/reload", {}, "whatif", 403, "needs 'admin'"),
     ("get", "/v1/accounts?limit=0", None, "read", 422, "limit"),
     ("get", "/v1/accounts?cursor=abc", None, "read", 422, "cursor"),
+    ("get", "/v1/accounts?sort=churn", None, "read", 422, "sort"),
 ])
 def test_every_caller_mistake_is_a_4xx_that_says_what_is_wrong(
         server: dict[str, Any], method: str, path: str, body: Any, scope: str | None,

@@ -13,7 +13,6 @@ import pytest
 from homes import served_home, trained_home
 
 from churnlens.features.registry import REGISTRY, load_all
-from churnlens.serving import explain
 from churnlens.serving import score as scoring
 from churnlens.serving.changes import previous_partition, previous_snapshot, summary
 from churnlens.serving.playbooks import load_playbooks
@@ -39,8 +38,9 @@ def test_the_movers_sum_to_the_change_in_probability(scored: tuple[Path, pd.Data
     bundle = scoring.champion(settings)
     _, as_of = scoring.latest_snapshot(settings)
     path, previous_as_of = previous_partition(settings.layout.features, as_of)  # type: ignore[misc]
-    before = scoring.score_probabilities(bundle, pd.read_parquet(path), settings)
-    before = before.set_index("account_id")["churn_probability"]
+    then = scoring.score_probabilities(bundle, pd.read_parquet(path), settings)
+    then = then.set_index("account_id")
+    before = then["churn_probability"]
 
     known = table[table["change_json"].notna()]
     assert 0.5 * len(table) < len(known) < len(table)  # most accounts were there, a few are new
@@ -55,14 +55,14 @@ def test_the_movers_sum_to_the_change_in_probability(scored: tuple[Path, pd.Data
     for text, role in (("change_json", "lever"), ("change_context_json", "context")):
         named = [d for t in known[text] for d in json.loads(t) if d["feature"] is not None]
         assert named and {REGISTRY[d["feature"]].role for d in named} == {role}
-    # the health change is the health score's change, exactly
-    bundle_rate = scoring.average_rate(bundle)
-    health_before = known["account_id"].map(pd.Series(
-        explain.health_score(before.to_numpy(), bundle_rate), index=before.index))
+    # the health change is the health score's change, exactly: the health of the risk a CSM
+    # sees (renewal risk where there is a renewal date) now and then
+    health_before = known["account_id"].map(then["health_score"])
     np.testing.assert_allclose(known["health_change"],
                                np.round(known["health_score"] - health_before, 1), atol=1e-9)
-    moved = known[known["churn_change"].abs() >= 1.0]
-    assert (moved["health_change"] != 0).all()  # never 'held' while the risk moved a point
+    risk_change = 100 * (known["risk"] - known["account_id"].map(then["risk"]))
+    moved = known[risk_change.abs() >= 1.0]
+    assert len(moved) and (moved["health_change"] != 0).all()  # never 'held' while risk moved
     assert (known["previous_as_of"] == previous_as_of).all()
     # new accounts have no change, not a made-up one
     new = table[table["change_json"].isna()]

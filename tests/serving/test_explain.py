@@ -119,9 +119,9 @@ def test_default_playbooks_pick_by_tier_pillar_and_renewal() -> None:
     facts = {"tier": "high", "churn_probability": 0.4, "expansion_probability": 0.02,
              "days_to_renewal": 30.0, "tenure_days": 400.0, "failing_pillar": "adoption",
              "pillar_points": "+9.0", "pillar_title": "Adoption", "churn_pct": "40",
-             "expansion_pct": "2"}
+             "risk_pct": "35", "expansion_pct": "2"}
     assert playbooks.choose(facts)[0] == "renewal save"
-    assert "30 days away" in playbooks.choose(facts)[1]
+    assert "(35%) with the renewal 30 days away" in playbooks.choose(facts)[1]  # the tier's risk
     assert playbooks.choose({**facts, "days_to_renewal": 200.0})[0] == "adoption push"
     assert playbooks.choose({**facts, "days_to_renewal": 200.0,
                              "failing_pillar": "support"})[0] == "support escalation"

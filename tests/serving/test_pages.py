@@ -208,6 +208,40 @@ def test_churn_before_renewal_first_and_when(browser: webdriver.Chrome,
     assert len(cells) >= 2 and all(c.text.endswith("%") for c in cells)
 
 
+def _money(text: str) -> float:
+    return float(text.replace(",", "").lstrip("$"))
+
+
+def test_most_arr_at_risk_first_unassigned_accounts_and_lifetime_value(
+        browser: webdriver.Chrome, site: dict[str, Any]) -> None:
+    _sign_in(browser, site, "read")
+    Select(browser.find_element(By.ID, "filter-sort")).select_by_value("arr_at_risk")
+    browser.find_element(By.ID, "apply-filters").click()
+    _arrive(browser, "sort=arr_at_risk")
+    assert "most ARR at risk first" in browser.find_element(By.ID, "match-count").text
+    at_risk = [_money(c.text) for c in browser.find_elements(By.CSS_SELECTOR, "td.arr-at-risk")]
+    assert len(at_risk) > 10 and at_risk == sorted(at_risk, reverse=True) and at_risk[0] > 0
+    assert all(_money(c.text) > 0 for c in browser.find_elements(By.CSS_SELECTOR, "td.arr"))
+    everyone = int(browser.find_element(By.ID, "match-count").text.split()[0])
+
+    Select(browser.find_element(By.ID, "filter-csm")).select_by_value("unassigned")
+    browser.find_element(By.ID, "apply-filters").click()
+    _arrive(browser, "csm=unassigned")
+    unassigned = int(browser.find_element(By.ID, "match-count").text.split()[0])
+    assert 0 < unassigned < everyone
+    by_csm = browser.find_elements(By.CSS_SELECTOR, "#value-by-csm tbody tr")
+    assert [row.text.split()[0] for row in by_csm] == ["unassigned"]  # the filter's book only
+    assert by_csm[0].text.split()[1] == str(unassigned)
+    _shot(browser, "unassigned")
+
+    browser.find_elements(By.CSS_SELECTOR, "#accounts .account-link")[0].click()
+    _arrive(browser, "/accounts/")
+    assert "CSM" not in browser.find_element(By.ID, "account-name").text
+    assert _money(browser.find_element(By.ID, "lifetime-value").text) > 0
+    assert _money(browser.find_element(By.ID, "expected-revenue").text) > 0
+    assert browser.find_element(By.ID, "risk").text.startswith("Risk")
+
+
 def test_a_narrow_screen_and_names_shown_as_text(browser: webdriver.Chrome,
                                                  site: dict[str, Any]) -> None:
     _sign_in(browser, site, "read")

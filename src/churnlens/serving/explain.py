@@ -190,7 +190,10 @@ def tier_thresholds(rule: str, base_rate: float, high_odds: float, medium_odds: 
             probability_at_odds(base_rate, medium_odds))
 
 
-def tier(churn_probability: np.ndarray, high: float, medium: float) -> np.ndarray:
+def tier(churn_probability: np.ndarray, high: float | np.ndarray,
+         medium: float | np.ndarray) -> np.ndarray:
+    """high, medium or low: thresholds are one for all rows, or one per row (a risk's own
+    scale, ``serving.score.risk_tiers``)."""
     return np.where(churn_probability >= high, "high",
                     np.where(churn_probability >= medium, "medium", "low"))
 
@@ -202,7 +205,7 @@ reference from 0.5% to 50% (a steeper map flattens out at the ends and "holds" t
 scores are almost never exactly 0 or 100."""
 
 
-def health_score(churn_probability: np.ndarray | float, reference: float,
+def health_score(churn_probability: np.ndarray | float, reference: np.ndarray | float,
                  steepness: float = HEALTH_STEEPNESS) -> np.ndarray:
     """0-100, higher is healthier: ``100 / (1 + (odds(p) / odds(reference)) ** k)``, one
     decimal.
@@ -211,10 +214,11 @@ def health_score(churn_probability: np.ndarray | float, reference: float,
     model, so an account's health never depends on other accounts), lower as the risk is
     higher, with as much resolution at 40% risk as at 0.4%: the map is the logistic of the
     log-odds gap, ``100 * sigmoid(-k * (logit p - logit reference))``. A pure function of a
-    probability and the reference, so any risk (90-day or to the renewal) can feed it.
+    probability and the reference, so any risk (90-day or to the renewal) can feed it, with
+    a reference on its scale (one, or one per row).
     """
     eps = 1e-9
     p = np.clip(np.asarray(churn_probability, dtype=float), eps, 1.0 - eps)
-    ref = min(max(float(reference), 1e-6), 1.0 - 1e-6)
+    ref = np.clip(np.asarray(reference, dtype=float), 1e-6, 1.0 - 1e-6)
     gap = np.log(p / (1.0 - p)) - np.log(ref / (1.0 - ref))
     return np.round(100.0 * _sigmoid(-steepness * gap), 1)

@@ -27,6 +27,7 @@ from markupsafe import Markup
 
 from churnlens.features.registry import PILLARS_ORDER, REGISTRY
 from churnlens.features.store import PART, SNAPSHOTS
+from churnlens.serving.api.deps import freshness_of, serving_of
 from churnlens.serving.keys import KeyRecord
 from churnlens.serving.score import score_probabilities
 from churnlens.serving.state import Served, answers, name_of
@@ -174,8 +175,11 @@ templates.env.globals.update(fmt=fmt, sparkline=sparkline, pillars=PILLARS_ORDER
 
 def render(request: Request, template: str, status: int = 200, *,
            user: KeyRecord | None = None, **context: Any) -> Response:
-    """A page from ``template``, with the security headers every page carries."""
-    response = templates.TemplateResponse(request, template, {"user": user, **context},
+    """A page from ``template``, with the security headers every page carries, and, for a
+    signed-in reader, the banner that says the scores are stale (``scores``)."""
+    scores = freshness_of(serving_of(request)) if user is not None else None
+    response = templates.TemplateResponse(request, template,
+                                          {"user": user, "scores": scores, **context},
                                           status_code=status)
     response.headers.update(SECURITY_HEADERS)
     return response

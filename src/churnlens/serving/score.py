@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churnlens.features.pipeline import read_directory
 from churnlens.features.registry import PILLARS_ORDER
 from churnlens.serving import explain
 from churnlens.serving.changes import (
@@ -87,8 +88,8 @@ def _facts(row: dict[str, Any], pillar_row: dict[str, float],
            without_data: frozenset[str] = frozenset(),
            drivers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """What playbook rules and reasons read: the failing pillar (judged on levers: the pillar
-    points given are the levers'), and ``lever``, the sentence of the lever that raises the
-    risk most."""
+    points given are the levers'), ``lever``, the sentence of the lever that raises the
+    risk most, and ``risk_pct``, the risk the tier reads (``churn_pct`` the horizon's)."""
     seen = {p: v for p, v in pillar_row.items() if p not in without_data}
     strongest = max(seen, key=lambda p: seen[p]) if seen else None
     failing = strongest if strongest is not None and seen[strongest] > 0 else None
@@ -99,13 +100,16 @@ def _facts(row: dict[str, Any], pillar_row: dict[str, float],
             "pillar_points": f"{pillar_row.get(failing, 0.0):+.1f}" if failing else "0",
             "pillar_title": (failing or "").capitalize(),
             "churn_pct": f"{100 * row['churn_probability']:.0f}",
+            "risk_pct": f"{100 * row.get('risk', row['churn_probability']):.0f}",
             "expansion_pct": "?" if row["expansion_probability"] is None
             else f"{100 * row['expansion_probability']:.0f}"}
 
 
 def sort_riskiest(table: pd.DataFrame) -> pd.DataFrame:
-    """Riskiest first, ties by account id: the order of the table, the API and the pages."""
-    return table.sort_values(["churn_probability", "account_id"], ascending=[False, True],
+    """Riskiest first by ``risk`` (the one a CSM sees), ties by account id: the order of the
+    table, the API and the pages."""
+    by = "risk" if "risk" in table else "churn_probability"
+    return table.sort_values([by, "account_id"], ascending=[False, True],
                              kind="stable").reset_index(drop=True)
 
 
@@ -115,7 +119,8 @@ def run_targets(bundle: Bundle, frame: pd.DataFrame, settings: Settings) -> Targ
     x = bundle.space.array(frame)
     meta = {c: frame[c].to_numpy() for c in META if c in frame}
     churn = explain.churn_probability(bundle, x, explain.new_accounts(bundle, meta, len(x)))
-    low = explain.tier(churn, *tiers_of(bundle, settings)) == "low"
+    outlook = outlook_columns(bundle, x, churn, np.full(len(x), np.nan), meta, settings)
+    low = risk_tiers(bundle, settings, outlook["risk"], outlook["risk_basis"]) == "low"
     return improvement_targets(bundle.space.features, x, low)
 
 
@@ -173,29 +178,70 @@ def _score_in_processes(bundle: Bundle, chunks: list[tuple[pd.DataFrame, Previou
 
 def average_rate(bundle: Bundle) -> float:
     """The churn rate the model was validated on (its validation slice's, kept in the bundle's
-    metrics): the health score's reference, where health is 50, and the tiers' base rate."""
+    metrics): the reference, where health is 50, and the tiers' base rate of the accounts whose
+    risk is the horizon probability (no renewal date)."""
     return float(bundle.metrics.get("churn", {}).get("rate") or 0.05)
 
 
+def renewal_rate(bundle: Bundle) -> float:
+    """The reference of renewal risks, frozen with the model: the mean renewal risk it gave
+    its validation slice's accounts with a renewal date (``renewal_rate`` in the manifest,
+    ``training.train.renewal_reference``), as the validation churn rate is the horizon
+    probability's. A bundle without it (no renewal model, or trained before churnlens kept
+    it) falls back on the validation churn rate."""
+    stored = bundle.manifest.get("renewal_rate")
+    if isinstance(stored, int | float) and 0 < stored < 1:
+        return float(stored)
+    return average_rate(bundle)
+
+
+def reference_of(bundle: Bundle, basis: np.ndarray) -> np.ndarray:
+    """Each row's reference risk, on the scale of its ``risk``: the renewal rate where the
+    risk is the renewal risk (``risk_basis`` "renewal"), the horizon rate elsewhere. A
+    risk of 20% until a renewal eight months away is ordinary; over 90 days it is not."""
+    return np.where(np.asarray(basis) == "renewal", renewal_rate(bundle), average_rate(bundle))
+
+
 def tiers_of(bundle: Bundle, settings: Settings) -> tuple[float, float]:
-    """The (high, medium) tier thresholds for this model: relative to its base rate unless
-    the settings fix them (``tier_rule``)."""
+    """The (high, medium) tier thresholds of the horizon probability for this model: relative
+    to its base rate unless the settings fix them (``tier_rule``)."""
     return explain.tier_thresholds(settings.tier_rule, average_rate(bundle),
                                    settings.tier_high_odds, settings.tier_medium_odds,
                                    settings.tier_high, settings.tier_medium)
 
 
+def risk_tiers(bundle: Bundle, settings: Settings, risk: np.ndarray, basis: np.ndarray
+               ) -> np.ndarray:
+    """The tier of each row's ``risk``: relative tiers against the reference of its basis
+    (:func:`reference_of`), so "three times the odds of a typical account" means the same on
+    both scales; absolute tiers (``tier_rule: absolute``) apply the fixed thresholds to it."""
+    renewal = np.asarray(basis) == "renewal"
+    far = explain.tier_thresholds(settings.tier_rule, renewal_rate(bundle),
+                                  settings.tier_high_odds, settings.tier_medium_odds,
+                                  settings.tier_high, settings.tier_medium)
+    near = tiers_of(bundle, settings)
+    return explain.tier(risk, np.where(renewal, far[0], near[0]),
+                        np.where(renewal, far[1], near[1]))
+
+
+def risk_health(bundle: Bundle, risk: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """The health score of each row's ``risk``, against the reference of its basis."""
+    return explain.health_score(risk, reference_of(bundle, basis))
+
+
 def _headline(bundle: Bundle, settings: Settings, meta: dict[str, Any],
-              churn: np.ndarray, expansion: np.ndarray, new: np.ndarray) -> dict[str, Any]:
-    """The columns every score table starts with, explained or not."""
-    average = average_rate(bundle)
+              churn: np.ndarray, expansion: np.ndarray, new: np.ndarray,
+              outlook: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The columns every score table starts with, explained or not. Tier and health read the
+    ``risk`` of ``outlook`` (renewal risk where there is a renewal date): the one risk a CSM
+    sees; the horizon probability stays for the forecast and the KPIs."""
     return {
         "account_id": np.asarray(meta["account_id"]).astype(str),
         "as_of": np.asarray(meta["as_of"]),
         "churn_probability": churn,
         "expansion_probability": expansion,
-        "tier": explain.tier(churn, *tiers_of(bundle, settings)),
-        "health_score": explain.health_score(churn, average),
+        "tier": risk_tiers(bundle, settings, outlook["risk"], outlook["risk_basis"]),
+        "health_score": risk_health(bundle, outlook["risk"], outlook["risk_basis"]),
         "segment": touch_segment(pd.Series(meta["mrr"]), settings.high_touch_arr,
                                  settings.mid_touch_arr).to_numpy()
         if "mrr" in meta else np.full(len(churn), "unknown"),
@@ -235,9 +281,9 @@ def score_probabilities(bundle: Bundle, frame: pd.DataFrame, settings: Settings
     new = explain.new_accounts(bundle, meta, len(x))
     churn = explain.churn_probability(bundle, x, new)
     expansion = expansion_probability(bundle, x)
-    return pd.DataFrame({**_headline(bundle, settings, meta, churn, expansion, new),
-                         **timing_columns(bundle, x, churn, meta),
-                         **outlook_columns(bundle, x, churn, expansion, meta, settings),
+    outlook = outlook_columns(bundle, x, churn, expansion, meta, settings)
+    return pd.DataFrame({**_headline(bundle, settings, meta, churn, expansion, new, outlook),
+                         **timing_columns(bundle, x, churn, meta), **outlook,
                          "model_version": bundle.version})
 
 
@@ -306,7 +352,9 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
     pillars = explain.pillar_points(features, churn.points, levers_only=True)
     roles = explain.role_points(features, churn.points)
     levers = explain.levers_of(features)
-    headline = _headline(bundle, settings, rows.meta, churn.probability, expansion, new)
+    outlook = outlook_columns(bundle, rows.x, churn.probability, expansion, rows.meta, settings)
+    headline = _headline(bundle, settings, rows.meta, churn.probability, expansion, new,
+                         outlook)
     tiers = headline["tier"]
     renewal, tenure = _numbers(rows, "days_to_renewal"), _numbers(rows, "tenure_days")
     plays, reasons, failing, top, around = [], [], [], [], []
@@ -315,6 +363,7 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
     seen = coverage_columns(features, rows.values, rows.meta)
     for i in range(len(rows)):
         row = {"tier": tiers[i], "churn_probability": float(churn.probability[i]),
+               "risk": float(outlook["risk"][i]),
                "expansion_probability": (None if np.isnan(expansion[i])
                                          else float(expansion[i])),
                "days_to_renewal": renewal[i], "tenure_days": tenure[i]}
@@ -332,8 +381,7 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
     helps = improvements(bundle, rows.x, new, churn.probability, targets, playbooks)
     columns: dict[str, Any] = {
         **headline,
-        **timing_columns(bundle, rows.x, churn.probability, rows.meta),
-        **outlook_columns(bundle, rows.x, churn.probability, expansion, rows.meta, settings),
+        **timing_columns(bundle, rows.x, churn.probability, rows.meta), **outlook,
         **{f"{pillar}_points": pillars[pillar] for pillar in PILLARS_ORDER},
         "lever_points": roles["lever"], "context_points": roles["context"],
         "failing_pillar": failing, "playbook": plays, "playbook_reason": reasons,
@@ -360,21 +408,25 @@ def score_rows(bundle: Bundle, rows: Rows, settings: Settings, playbooks: Playbo
             columns[column] = pd.Series([h[k][key] if len(h) > k else None for h in helps],
                                         dtype=object)
     columns["improvements_json"] = [json.dumps(h) for h in helps]
-    columns.update(_changes(bundle, rows, churn, headline["health_score"], previous, new))
+    columns.update(_changes(bundle, settings, rows, churn, headline["health_score"], previous,
+                            new))
     columns["model_version"] = bundle.version
     return pd.DataFrame(columns)
 
 
-def _changes(bundle: Bundle, rows: Rows, now: explain.Explained, health_now: np.ndarray,
-             previous: Previous | None, new: np.ndarray) -> dict[str, Any]:
+def _changes(bundle: Bundle, settings: Settings, rows: Rows, now: explain.Explained,
+             health_now: np.ndarray, previous: Previous | None, new: np.ndarray
+             ) -> dict[str, Any]:
     if previous is None or not previous.present.any():
         return no_change_columns(len(rows))
     earlier = Rows.of(bundle, previous.frame)
     before = explain.churn_explained(bundle, earlier.x, new)  # both sides under one model
+    then = outlook_columns(bundle, earlier.x, before.probability,
+                           np.full(len(earlier), np.nan), earlier.meta, settings)
     return change_columns(
         bundle.space.features, Side(now, rows.x, rows.values, health_now),
         Side(before, earlier.x, earlier.values,
-             explain.health_score(before.probability, average_rate(bundle))),
+             risk_health(bundle, then["risk"], then["risk_basis"])),
         previous.present, previous.as_of)
 
 
@@ -470,6 +522,29 @@ def write_table(table: pd.DataFrame, folder: Path, as_of: date) -> tuple[Path, P
     return parquet, csv
 
 
+DIRECTORY_COLUMNS = ("name", "csm")
+"""What the score table carries of the account directory (``churnlens features`` writes it):
+who the account is and who owns it, so a CS platform's import needs no second join."""
+
+
+def with_directory(table: pd.DataFrame, features_root: Path) -> pd.DataFrame:
+    """``table`` with each account's name and CSM after its id; null where the directory has
+    none (no directory, an account without a CSM)."""
+    found = read_directory(features_root)
+    directory = found.to_pandas() if found is not None else pd.DataFrame()
+    out = table.drop(columns=[c for c in DIRECTORY_COLUMNS if c in table])
+    ids = out["account_id"].astype(str)
+    for offset, column in enumerate(DIRECTORY_COLUMNS, start=1):
+        if column in directory:
+            values = ids.map(pd.Series(directory[column].to_numpy(), index=directory[
+                "account_id"].astype(str).to_numpy()).groupby(level=0).first())
+            values = values.where(values.notna() & (values.astype(str) != ""), None)
+        else:
+            values = pd.Series([None] * len(out), index=out.index)
+        out.insert(offset, column, values.astype(object))
+    return out
+
+
 def score(settings: Settings, *, explained: bool = True) -> ScoreRun:
     """Score every account of the latest snapshot and write the table atomically."""
     started = time.perf_counter()
@@ -483,15 +558,15 @@ def score(settings: Settings, *, explained: bool = True) -> ScoreRun:
     else:
         table = score_probabilities(bundle, frame, settings)
     table["drift_flag"] = drift_state(bundle, frame).flag
-    table = sort_riskiest(table)
+    table = sort_riskiest(with_directory(table, settings.layout.features))
     parquet, csv = write_table(table, settings.layout.scores, as_of)
     return ScoreRun(table=table, parquet=parquet, csv=csv, as_of=as_of,
                     model_version=bundle.version, seconds=time.perf_counter() - started)
 
 
 def riskiest(table: pd.DataFrame, count: int = 10) -> list[dict[str, Any]]:
-    columns = ["account_id", "churn_probability", "tier", "health_score", "segment",
-               "playbook", "driver_1_sentence"]
+    columns = ["account_id", "name", "risk", "churn_probability", "tier", "health_score",
+               "segment", "playbook", "driver_1_sentence"]
     present = [c for c in columns if c in table]
     return [{str(k): v for k, v in row.items()}
             for row in table.head(count)[present].to_dict(orient="records")]

@@ -30,6 +30,7 @@ from churnlens.serving.score import (
     score_probabilities,
     sort_riskiest,
     table_schema,
+    with_directory,
     write_table,
 )
 from churnlens.settings import Settings
@@ -113,7 +114,7 @@ def score_on_spark(settings: Settings, *, explained: bool = True) -> ScoreRun:
     table = scored.toArrow().cast(schema).to_pandas()
     table["as_of"] = pd.to_datetime(table["as_of"]).dt.date
     table["drift_flag"] = drift_state(bundle, sampled).flag
-    table = sort_riskiest(table)
+    table = sort_riskiest(with_directory(table, settings.layout.features))
     parquet, csv = write_table(table, settings.layout.scores, as_of)
     return ScoreRun(table=table, parquet=parquet, csv=csv, as_of=as_of,
                     model_version=bundle.version, seconds=time.perf_counter() - started)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,10 @@ from churnlens.features.pipeline import read_directory
 from churnlens.features.registry import PILLARS_ORDER
 from churnlens.serving.changes import Previous, previous_snapshot
 from churnlens.serving.coverage import coverage_answer
+from churnlens.serving.freshness import history_of, written_at
 from churnlens.serving.playbooks import Playbooks, load_playbooks
 from churnlens.serving.score import (
+    DIRECTORY_COLUMNS,
     Drift,
     Rows,
     champion,
@@ -35,6 +38,7 @@ from churnlens.serving.score import (
     score_probabilities,
     score_rows,
     sort_riskiest,
+    with_directory,
     write_table,
 )
 from churnlens.serving.timing import timing_answer
@@ -62,6 +66,8 @@ class ScoreTable:
         failing = column["failing_pillar"][row]
         return {
             "account_id": str(column["account_id"][row]),
+            **{name: _text(column[name][row]) if name in column else None
+               for name in DIRECTORY_COLUMNS},
             "as_of": str(column["as_of"][row])[:10],
             "model_version": str(column["model_version"][row]),
             "churn_probability": float(column["churn_probability"][row]),
@@ -73,6 +79,10 @@ class ScoreTable:
             "segment": str(column["segment"][row]),
             **{name: _number(column[name][row])
                for name in ("arr", "arr_at_risk", "expected_expansion_arr") if name in column},
+            **{name: _number(column[name][row]) if name in column else None
+               for name in ("risk", "renewal_risk", "expected_revenue_12m", "lifetime_value")},
+            **{name: _text(column[name][row]) if name in column else None
+               for name in ("risk_basis", "value_basis")},
             "failing_pillar": failing if isinstance(failing, str) else None,
             "pillars": {name[:-len("_points")]: float(column[name][row])
                         for name in self._pillars},
@@ -128,6 +138,14 @@ class Served:
     """Account id → its row in ``rows`` and ``snapshot``."""
     directory: pd.DataFrame
     """Name and CSM of each account (``churnlens features`` writes them), by account id."""
+    scored_at: datetime | None = None
+    """When the score table was written (its file's modification time); None while it is
+    being built."""
+    history_end: date | None = None
+    """The first day after the raw history the feature store was built from (its manifest),
+    when this was loaded."""
+    grid: str = "monthly"
+    """The snapshot grid the feature store was built on."""
     encoded: dict[str, bytes] = field(default_factory=dict, compare=False)
     """Answers already serialised, by account id."""
 
@@ -143,6 +161,11 @@ def _listed(column: dict[str, Any], name: str, row: int) -> list[Any]:
     """A JSON list column of the table; empty in a table written before it was kept."""
     text = column[name][row] if name in column else None
     return json.loads(text) if isinstance(text, str) else []
+
+
+def _text(value: Any) -> str | None:
+    """A text cell of the table; None where it is empty."""
+    return value if isinstance(value, str) and value else None
 
 
 def _number(value: Any) -> float | None:
@@ -175,16 +198,67 @@ def revenue_of(ranking: pd.DataFrame, model: RevenueModel | None = None
     return out
 
 
+UNASSIGNED = "unassigned"
+"""The CSM filter's value for the accounts the directory gives no CSM."""
+ORDERS: dict[str, tuple[str, bool]] = {
+    "risk": ("risk", False), "arr": ("arr", False), "arr_at_risk": ("arr_at_risk", False),
+    "drop": ("health_change", True), "renewal": ("churn_before_renewal", False)}
+"""The portfolio's orders: name -> (ranking column, ascending). ``risk`` is the ranking's own
+order; ``drop`` is the biggest health drop first, ``renewal`` the likeliest to churn before
+its renewal first."""
+
+
+def of_csm(served: Served, ranking: pd.DataFrame, csm: str) -> pd.Series:
+    """Which accounts of ``ranking`` ``csm`` owns; with ``UNASSIGNED``, those without a CSM."""
+    owner = ranking["account_id"].map(served.directory["csm"])
+    if csm == UNASSIGNED:
+        return ~owner.map(lambda c: isinstance(c, str) and bool(c))
+    return owner == csm
+
+
+def ordered(ranking: pd.DataFrame, order: str) -> pd.DataFrame:
+    """``ranking`` in one of ``ORDERS``; accounts without the value (no ARR, no renewal date,
+    new since the last snapshot) last, ties in risk order."""
+    column, ascending = ORDERS.get(order, ORDERS["risk"])
+    if column == "risk" or column not in ranking:
+        return ranking
+    return ranking.sort_values(column, ascending=ascending, kind="stable",
+                               na_position="last")
+
+
+def value_by(served: Served, ranking: pd.DataFrame, by: str) -> list[dict[str, Any]]:
+    """ARR, ARR at risk, expected 12-month revenue and lifetime value summed per segment or
+    per CSM (``by``), biggest lifetime value first; empty where the accounts carry no value.
+    Expected values add up over accounts, so a book's sum is its expected revenue."""
+    if "lifetime_value" not in ranking or not ranking["lifetime_value"].notna().any():
+        return []
+    group = (ranking["segment"] if by == "segment" else ranking["account_id"].map(
+        served.directory["csm"]).map(lambda c: c if isinstance(c, str) and c else UNASSIGNED))
+    frame = ranking[["arr", "arr_at_risk", "expected_revenue_12m", "lifetime_value"]].copy()
+    frame["accounts"] = 1
+    sums = frame.groupby(group.to_numpy()).sum(min_count=1)
+    sums = sums.sort_values("lifetime_value", ascending=False, na_position="last")
+    return [{by: str(name), **{str(k): (None if pd.isna(v) else float(v))
+                               for k, v in row.items()}, "accounts": int(row["accounts"])}
+            for name, row in sums.iterrows()]
+
+
 def _ranking_of(table: pd.DataFrame) -> pd.DataFrame:
-    columns = ["account_id", "churn_probability", "expansion_probability", "tier", "segment",
-               "playbook", "health_change", "arr", "arr_at_risk", "expected_expansion_arr",
-               "churn_before_renewal", "days_to_renewal"]
+    columns = ["account_id", "risk", "churn_probability", "expansion_probability", "tier",
+               "segment", "playbook", "health_change", "arr", "arr_at_risk",
+               "expected_expansion_arr", "churn_before_renewal", "days_to_renewal",
+               "expected_revenue_12m", "lifetime_value"]
     return table[[c for c in columns if c in table]].set_index("account_id", drop=False)
+
+
+def table_path(settings: Settings, as_of: date) -> Path:
+    """Where the score table of the snapshot of ``as_of`` is written."""
+    return settings.layout.scores / f"{as_of.isoformat()}.parquet"
 
 
 def stored_table(settings: Settings, bundle: Bundle, as_of: date) -> pd.DataFrame | None:
     """The explained score table written for this model and snapshot, if there is one."""
-    path = settings.layout.scores / f"{as_of.isoformat()}.parquet"
+    path = table_path(settings, as_of)
     if not path.is_file():
         return None
     scores = pd.read_parquet(path)
@@ -198,9 +272,12 @@ def load_served(settings: Settings) -> Served:
     bundle = champion(settings)
     snapshot, as_of = latest_snapshot(settings)
     playbooks = load_playbooks(settings.playbooks)
+    history_end, grid = history_of(settings.layout.features)
     scores = stored_table(settings, bundle, as_of)
+    scored_at = None
     if scores is not None:
         ranking, table, source = _ranking_of(scores), ScoreTable(scores), "score table"
+        scored_at = written_at(table_path(settings, as_of))
     else:  # probabilities without explanations: fast enough to rank any portfolio at start
         ranking = sort_riskiest(score_probabilities(bundle, snapshot, settings)).set_index(
             "account_id", drop=False)
@@ -213,7 +290,8 @@ def load_served(settings: Settings) -> Served:
                                              snapshot["account_id"]),
                   position={str(a): i for i, a in enumerate(snapshot["account_id"])},
                   directory=_directory(settings), ranking=ranking, table=table,
-                  table_source=source)
+                  table_source=source, scored_at=scored_at, history_end=history_end,
+                  grid=grid or settings.grid)
 
 
 def _directory(settings: Settings) -> pd.DataFrame:
@@ -231,32 +309,49 @@ def name_of(served: Served, account_id: str) -> str:
     return str(name) if isinstance(name, str) and name else account_id
 
 
+def read_table(served: Served, settings: Settings) -> Served | None:
+    """The state that answers from the score table written for ``served``'s model and
+    snapshot (by another worker, or by ``churnlens score``); None when there is none."""
+    scores = stored_table(settings, served.bundle, served.as_of)
+    if scores is None:
+        return None
+    return dataclasses.replace(served, ranking=_ranking_of(scores), table=ScoreTable(scores),
+                               table_source="score table",
+                               scored_at=written_at(table_path(settings, served.as_of)),
+                               encoded={})
+
+
 def build_table(served: Served, settings: Settings) -> Served:
     """The state that answers from the score table of ``served``'s model and snapshot: the
     one already written (by another worker, say), or one explained and written now."""
-    scores = stored_table(settings, served.bundle, served.as_of)
-    if scores is not None:
-        return dataclasses.replace(served, ranking=_ranking_of(scores),
-                                   table=ScoreTable(scores), table_source="score table",
-                                   encoded={})
+    stored = read_table(served, settings)
+    if stored is not None:
+        return stored
     scores = score_frame(served.bundle, served.snapshot.reset_index(drop=True), settings,
                          served.playbooks, previous=served.previous)
     scores["drift_flag"] = served.drift.flag
-    scores = sort_riskiest(scores)
-    write_table(scores, settings.layout.scores, served.as_of)
+    scores = sort_riskiest(with_directory(scores, settings.layout.features))
+    parquet, _ = write_table(scores, settings.layout.scores, served.as_of)
     return dataclasses.replace(served, ranking=_ranking_of(scores), table=ScoreTable(scores),
-                               table_source="built by the server", encoded={})
+                               table_source="built by the server",
+                               scored_at=written_at(parquet), encoded={})
 
 
 def answers(served: Served, account_ids: list[str], settings: Settings) -> list[dict[str, Any]]:
     """Risk answers of known accounts, from the table or, while it is built, explained live."""
     if served.table is not None:
-        return [served.table.answer(a) for a in account_ids]
-    positions = [served.position[a] for a in account_ids]
-    previous = served.previous.take(positions) if served.previous is not None else None
-    scored = ScoreTable(score_rows(served.bundle, served.rows.take(positions), settings,
-                                   served.playbooks, previous))
-    return [scored.answer_at(i) for i in range(len(account_ids))]
+        found = [served.table.answer(a) for a in account_ids]
+    else:
+        positions = [served.position[a] for a in account_ids]
+        previous = served.previous.take(positions) if served.previous is not None else None
+        scored = ScoreTable(score_rows(served.bundle, served.rows.take(positions), settings,
+                                       served.playbooks, previous))
+        found = [scored.answer_at(i) for i in range(len(account_ids))]
+    for answer in found:  # the directory the server loaded, for a table written without it
+        for name in DIRECTORY_COLUMNS:
+            if answer.get(name) is None:
+                answer[name] = _text(served.directory[name].get(answer["account_id"]))
+    return found
 
 
 def encoded_answer(served: Served, account_id: str, settings: Settings) -> bytes:
@@ -280,3 +375,8 @@ class Runtime:
     """Why nothing is served yet (no model, no snapshot), in words that say what to do."""
     kpis: dict[str, Any] | None = None
     kpi_problem: str | None = "the KPIs are being computed from the raw history"
+    history_end: date | None = None
+    """The first day after the raw history as the feature store's manifest says now: set at
+    each load, and re-read by the watcher when ``churnlens features`` writes a build, so a
+    build this process failed to load still marks the scores it serves stale."""
+    grid: str = "monthly"

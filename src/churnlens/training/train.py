@@ -260,6 +260,28 @@ def fit_renewal_model(labelled: pd.DataFrame, space: FeatureSpace, fits: dict[st
                                fits["churn"].search.chosen, settings.seed)
 
 
+def renewal_reference(val: pd.DataFrame, space: FeatureSpace, fits: dict[str, TargetFit],
+                      hazard_fit: HazardFit | None, renewal_fit: renewal.RenewalFit,
+                      horizon: int) -> float | None:
+    """The mean renewal risk the served models give the validation slice's accounts with a
+    renewal date: the reference that health and tiers read renewal risks against
+    (``serving.score.renewal_rate``), as the validation churn rate is the horizon
+    probability's. Its outcomes lie mostly in the future, so the calibrated models' mean
+    stands for their rate. None without a renewal model or a renewal date."""
+    if renewal_fit.model is None or "churn" not in fits or hazard.RENEWAL not in val:
+        return None
+    x = space.matrix(val)
+    p = fits["churn"].validation
+    curve = (hazard.scaled_curve(hazard_fit.model.curve(x), p) if hazard_fit is not None
+             else hazard.spread_curve(p, hazard.periods_of(horizon)))
+    days = pd.to_numeric(val[hazard.RENEWAL], errors="coerce").to_numpy(dtype=float)
+    before, _ = hazard.churn_before_renewal(curve, days)
+    risk, basis = renewal.driving_risk(
+        p, renewal.renewal_risk(p, days, before, renewal_fit.model, x, horizon), days)
+    chosen = basis == "renewal"
+    return float(risk[chosen].mean()) if chosen.any() else None
+
+
 OUTLOOK_DATES = 3
 """Snapshot dates the renewal AUC and the 12-month revenue backtest are read on."""
 
@@ -757,6 +779,8 @@ def train(settings: Settings, progress: Callable[[str], None] | None = None) -> 
             metrics={t: report[t]["validation"] for t in fits},
             info={"run_id": run_id, "horizon_days": settings.horizon_days,
                   "absent_models": absent,
+                  "renewal_rate": renewal_reference(val, space, fits, hazard_fit,
+                                                    renewal_fit, settings.horizon_days),
                   "trained_at": report["created_at"], "split": split.as_dict(),
                   "data_fingerprint": fingerprint,
                   "features_settings": manifest["settings"]},

@@ -11,6 +11,7 @@ dependency in its thread pool, which would cost more than answering a cached acc
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -21,6 +22,7 @@ from fastapi.responses import RedirectResponse
 
 from churnlens.serving.api.sessions import SessionStore
 from churnlens.serving.api.telemetry import Metrics
+from churnlens.serving.freshness import Freshness, judge
 from churnlens.serving.guards import RateLimiter, active_key
 from churnlens.serving.keys import KeyRecord, KeyStore, Scope
 from churnlens.serving.state import Runtime, Served
@@ -46,6 +48,8 @@ class Serving:
     sessions: SessionStore
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
     """Held while a new model is swapped in, so the metrics and the model agree."""
+    scores_encoded: tuple[Served, tuple[Any, ...], bytes] | None = None
+    """The last ``scores`` block encoded, for which served model and inputs (one entry)."""
 
 
 def serving_of(request: Request) -> Serving:
@@ -67,6 +71,42 @@ def require_served(state: Serving) -> Served:
         raise HTTPException(503, state.runtime.problem or "the model is still loading",
                             headers={"Retry-After": "5"})
     return current
+
+
+def scores_of(state: Serving, served: Served) -> Freshness:
+    """Whether ``served``'s scores are stale, and why (``serving/freshness.py``): against the
+    raw history as the feature store says now, and ``max_score_age_days``."""
+    runtime = state.runtime
+    return judge(served.as_of, served.scored_at, runtime.history_end, runtime.grid,
+                 state.settings.max_score_age_days)
+
+
+def freshness_of(state: Serving) -> Freshness | None:
+    """The freshness of the scores served now; None while nothing is served."""
+    served = state.runtime.served
+    return None if served is None else scores_of(state, served)
+
+
+FRESHNESS_SECONDS = 10
+"""How long one encoded ``scores`` block is reused: its age is shown to 0.01 day."""
+
+
+def with_scores(encoded: bytes, served: Served, state: Serving) -> bytes:
+    """One account's encoded answer (a JSON object) with the ``scores`` freshness block
+    added: the answer is encoded once per model, but the scores' age grows by the hour.
+
+    The block is encoded once per model and 10 s: judging and encoding it each time took
+    9 µs, about 6% of a single-account answer's time at the measured 14,000 req/s."""
+    runtime = state.runtime
+    inputs = (runtime.history_end, runtime.grid, state.settings.max_score_age_days,
+              int(time.monotonic() // FRESHNESS_SECONDS))
+    cached = state.scores_encoded
+    if cached is not None and cached[0] is served and cached[1] == inputs:
+        block = cached[2]
+    else:
+        block = json.dumps(scores_of(state, served).answer()).encode()
+        state.scores_encoded = (served, inputs, block)
+    return encoded[:-1] + b', "scores": ' + block + b"}"
 
 
 async def get_served(state: ServingDep) -> Served:

@@ -1,6 +1,8 @@
 """How a server process comes to serve a model and keeps serving the newest one: load the
 champion at start, build a missing score table in the background, swap in a new champion when
-its bundle is exported, and compute the portfolio KPIs once across workers.
+its bundle is exported (and the newest snapshot when ``churnlens features`` built one, and a
+score table that ``churnlens score`` rewrote), and compute the portfolio KPIs once across
+workers.
 
 A swap replaces one reference (``Runtime.served``): requests in flight finish on the model they
 started with.
@@ -10,16 +12,20 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI
 
 from churnlens.features.kpis import compute_report, read_report
+from churnlens.features.store import SNAPSHOTS
 from churnlens.raw.history import load_history
-from churnlens.serving.api.deps import Serving, without_paths
-from churnlens.serving.state import Served, build_table, load_served
+from churnlens.serving.api.deps import Serving, freshness_of, without_paths
+from churnlens.serving.freshness import history_of, written_at
+from churnlens.serving.state import Served, build_table, load_served, read_table, table_path
 from churnlens.settings import Settings
 from churnlens.training.bundle import BundleError
 
@@ -36,6 +42,7 @@ def install(state: Serving, served: Served) -> None:
         for feature, value in served.drift.psi.items():
             metrics.psi.labels(feature).set(value)
         runtime.served = served  # one reference swap: requests in flight keep the old one
+        runtime.history_end, runtime.grid = served.history_end, served.grid
         runtime.problem = None
     if served.table is None:
         threading.Thread(target=complete, args=(state, served), daemon=True,
@@ -75,15 +82,44 @@ def champion_marker(settings: Settings) -> str:
     return str(pointer.stat().st_mtime_ns) if pointer.is_file() else ""
 
 
+def snapshot_marker(settings: Settings) -> str:
+    """What changes when ``churnlens features`` writes a build: the link to the live one."""
+    link = settings.layout.features / SNAPSHOTS
+    return os.readlink(link) if link.is_symlink() else ""
+
+
+def note_rescored(state: Serving, served: Served, looked: datetime | None) -> datetime | None:
+    """Serve the score table ``churnlens score`` rewrote for the served model and snapshot
+    (the nightly run): its scores, and its time, from which the scores' age is counted.
+
+    ``looked``: the table's time when this was last asked, so a table that is not this
+    model's (then nothing is swapped) is read once, not on every poll. Returns the time."""
+    written = written_at(table_path(state.settings, served.as_of))
+    if served.table is None or written in (None, served.scored_at, looked):
+        return written  # still building (its thread swaps the table in), or not rewritten
+    rescored = read_table(served, state.settings)
+    if rescored is not None:
+        with state.reload_lock:
+            if state.runtime.served is served:
+                state.runtime.served = rescored
+    return written
+
+
 def watch(state: Serving, stop: threading.Event) -> None:
-    """Swap in a new champion once its bundle is exported; a bad one is logged, not served."""
+    """Swap in a new champion once its bundle is exported, or the newest snapshot once it is
+    built; a bad one is logged, not served."""
     settings, runtime = state.settings, state.runtime
-    seen = champion_marker(settings)
+    seen = champion_marker(settings), snapshot_marker(settings)
+    looked: datetime | None = None
     while not stop.wait(settings.reload_poll_seconds):
         try:
-            marker = champion_marker(settings)
+            marker = champion_marker(settings), snapshot_marker(settings)
             if marker == seen and runtime.served is not None:
+                looked = note_rescored(state, runtime.served, looked)
                 continue
+            if marker[1] != seen[1]:  # a new build: its history counts even if it fails
+                history_end, grid = history_of(settings.layout.features)
+                runtime.history_end, runtime.grid = history_end, grid or settings.grid
             seen = marker
             install(state, load_served(settings))
         except (BundleError, FileNotFoundError) as error:
@@ -127,6 +163,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load at start (KPIs in the background), watch for a new champion, stop the watcher at
     shutdown."""
     state: Serving = app.state.serving
+    state.metrics.follow_scores(lambda: freshness_of(state))
     start(state)
     threading.Thread(target=compute_kpis, args=(state,), daemon=True, name="kpis").start()
     stop = threading.Event()

@@ -108,8 +108,29 @@ class Coverage(BaseModel):
                                      "horizon of history.")
 
 
+class ScoreFreshness(BaseModel):
+    """Whether the scores in this answer are stale (``serving/freshness.py``): the raw history
+    runs past the next snapshot date after theirs, or their table was written longer ago than
+    ``max_score_age_days``."""
+
+    stale: bool
+    reasons: list[str] = Field(description="Why they are stale, in words; empty when fresh.")
+    as_of: str = Field(description="The snapshot date the scores were computed on.")
+    scored_at: str | None = Field(description="When the score table was written (UTC); null "
+                                  "while the server builds it.")
+    age_days: float = Field(description="Days since the score table was written.")
+    history_last_day: str | None = Field(description="The raw history's last day, as "
+                                         "`churnlens features` last saw it; null when unknown.")
+    remedy: str | None = Field(description="What to run when stale: `churnlens features && "
+                               "churnlens score`.")
+
+
 class RiskAnswer(BaseModel):
     account_id: str
+    name: str | None = Field(None, description="The account's name from the account "
+                             "directory; null where it has none.")
+    csm: str | None = Field(None, description="The account's CSM from the account directory; "
+                            "null for an unassigned account.")
     as_of: str = Field(description="The snapshot date whose features were used.")
     model_version: str
     churn_probability: float
@@ -119,10 +140,13 @@ class RiskAnswer(BaseModel):
     expansion_probability: float | None = Field(
         description="Probability of expanding within the horizon; null when the model has no "
         "expansion model (the history it was trained on held no expansions).")
-    tier: str
+    tier: str = Field(description="high, medium or low by `risk`, against the reference of "
+                      "its basis (see `health_score`).")
     health_score: float = Field(description="0-100, higher is healthier: 100 / (1 + "
                                 "sqrt(odds(risk) / odds(reference))), 50 at the reference "
-                                "churn rate frozen with the model.")
+                                "frozen with the model: the validation churn rate for a "
+                                "horizon `risk`, the rate of loss at the next renewal for a "
+                                "renewal `risk`.")
     segment: str
     arr: float | None = Field(None, description="Annual recurring revenue at the snapshot.")
     arr_at_risk: float | None = Field(None, description="Churn probability x ARR: the revenue "
@@ -130,6 +154,31 @@ class RiskAnswer(BaseModel):
     expected_expansion_arr: float | None = Field(
         None, description="Expansion probability x the ARR an expansion added on average in "
         "history: the ARR expected to be gained over the horizon.")
+    risk: float | None = Field(None, description="The one risk a CSM sees, which tier, health "
+                               "and the portfolio order read: `renewal_risk` where the account "
+                               "has a renewal date, else `churn_probability`.")
+    risk_basis: str | None = Field(None, description="`renewal` (risk until the next renewal) "
+                                   "or `horizon` (the horizon probability: no renewal date, "
+                                   "or no renewal model to read one beyond the horizon).")
+    renewal_risk: float | None = Field(None, description="Probability of being lost at or "
+                                       "before the next renewal (within 12 months without a "
+                                       "renewal date); null for a renewal beyond the horizon "
+                                       "when the model has no renewal model (a history too "
+                                       "short to have seen renewals a year out).")
+    expected_revenue_12m: float | None = Field(None, description="Revenue expected over the "
+                                               "next 12 months: monthly revenue x the chance "
+                                               "of still being a customer, month by month. "
+                                               "Null where there is no revenue (see "
+                                               "`value_basis`).")
+    lifetime_value: float | None = Field(None, description="Discounted expected revenue until "
+                                         "churn over `ltv_horizon_months` (default 60) at the "
+                                         "annual `ltv_discount_rate` (default 10%), times "
+                                         "`ltv_gross_margin` (default 1: revenue LTV); from the "
+                                         "churn curve, the renewal model and the expansion "
+                                         "model. Null where there is no revenue.")
+    value_basis: str | None = Field(None, description="Where the revenue comes from (`mrr`, "
+                                    "`spend_90d`), with any assumption added, or why there is "
+                                    "no value.")
     failing_pillar: str | None
     pillars: dict[str, float] = Field(description="Churn probability points per CS pillar.")
     drivers: list[Driver] = Field(description="Levers (behaviour the customer or the CSM "
@@ -146,6 +195,9 @@ class RiskAnswer(BaseModel):
     timing: Timing | None = Field(None, description="Churn by month and before the renewal; "
                                   "null when the model has no hazard model.")
     coverage: Coverage | None = None
+    scores: ScoreFreshness | None = Field(None, description="On a single account's answer "
+                                          "and a what-if; a batch or portfolio has it once, "
+                                          "beside its accounts.")
 
     model_config = {"json_schema_extra": {"examples": [{
         "account_id": "acc_000042", "as_of": "2026-01-01", "model_version": "v3",
@@ -157,7 +209,7 @@ class RiskAnswer(BaseModel):
                      "direction": "raises", "pillar": "adoption",
                      "sentence": "21% of paid seats active in the last 30 days"}],
         "playbook": {"name": "renewal save",
-                     "reason": "High churn risk (31%) with the renewal 40 days away."}}]}}
+                     "reason": "High risk of losing it (31%) with the renewal 40 days away."}}]}}
 
 
 class BatchRequest(BaseModel):
@@ -167,6 +219,7 @@ class BatchRequest(BaseModel):
 class BatchAnswer(BaseModel):
     results: list[RiskAnswer]
     not_found: list[str]
+    scores: ScoreFreshness | None = None
 
 
 class WhatIfRequest(BaseModel):
@@ -188,6 +241,9 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
+    status: str | None = Field(None, description="`ready`, `degraded` (served, but the scores "
+                               "are stale: `scores.reasons` says why; still 200) or `not "
+                               "ready` (503).")
     problem: str | None = Field(None, description="Why nothing is served yet (not ready).")
     model_version: str | None = None
     as_of: str | None = None
@@ -195,6 +251,7 @@ class Readiness(BaseModel):
     score_table: str | None = Field(None, description="`score table`, `building` or "
                                     "`built by the server`.")
     drift: dict[str, Any] | None = None
+    scores: ScoreFreshness | None = None
 
 
 class KpiAnswer(BaseModel):
@@ -241,6 +298,7 @@ class Portfolio(BaseModel):
     accounts: list[RiskAnswer]
     next_cursor: str | None
     revenue: Revenue | None = None
+    scores: ScoreFreshness | None = None
 
 
 SECURITY_SCHEMES = {

@@ -1,12 +1,15 @@
-"""Prometheus metrics of one server process: requests, latency, the served model, drift and
-the churn probabilities answered."""
+"""Prometheus metrics of one server process: requests, latency, the served model, drift, the
+churn probabilities answered and how old the served scores are."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from churnlens.serving.freshness import Freshness
 
 
 class Metrics:
@@ -27,6 +30,25 @@ class Metrics:
         self.scores = Histogram("churnlens_churn_probability", "Churn probabilities served",
                                 registry=self.registry,
                                 buckets=(.02, .05, .1, .2, .3, .5, .7, .9, 1))
+        self.scores_age = Gauge("churnlens_scores_age_days", "Days since the served score "
+                                "table was written (0 while the server builds it; NaN while "
+                                "nothing is served)", registry=self.registry)
+        self.scores_stale = Gauge("churnlens_scores_stale", "1 when the served scores are "
+                                  "stale (GET /readyz says why), else 0", registry=self.registry)
+
+    def follow_scores(self, freshness: Callable[[], Freshness | None]) -> None:
+        """Read the served scores' age and staleness at each scrape: the age grows between
+        loads, so a value set at load would be wrong by the next day."""
+        def age() -> float:
+            now = freshness()
+            return float("nan") if now is None else now.age_days
+
+        def stale() -> float:
+            now = freshness()
+            return float("nan") if now is None else float(now.stale)
+
+        self.scores_age.set_function(age)
+        self.scores_stale.set_function(stale)
 
 
 class Measure:

@@ -10,7 +10,9 @@ from churnlens.serving.api.deps import (
     ServingDep,
     json_answer,
     require_served,
+    scores_of,
     unknown,
+    with_scores,
 )
 from churnlens.serving.api.schemas import (
     BatchAnswer,
@@ -38,8 +40,8 @@ async def account_risk(account_id: str, key: ReadKey, state: ServingDep,
     """Churn and expansion risk of one account, explained, with its playbook."""
     if not served.knows(account_id):
         raise unknown(served, account_id)
-    return Response(encoded_answer(served, account_id, state.settings),
-                    media_type="application/json")
+    return Response(with_scores(encoded_answer(served, account_id, state.settings), served,
+                                state), media_type="application/json")
 
 
 @router.post("/v1/risk", response_model=BatchAnswer, openapi_extra=secured("read"),
@@ -55,4 +57,5 @@ def batch_risk(body: BatchRequest, key: ReadKey, state: ServingDep) -> Response:
     for result in results:
         state.metrics.scores.observe(result["churn_probability"])
     return json_answer({"results": results,
-                        "not_found": [a for a in body.account_ids if not served.knows(a)]})
+                        "not_found": [a for a in body.account_ids if not served.knows(a)],
+                        "scores": scores_of(state, served).answer()})

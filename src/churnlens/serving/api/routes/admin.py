@@ -7,7 +7,13 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from churnlens.serving.api import lifecycle
-from churnlens.serving.api.deps import AdminKey, ServingDep, authorize, without_paths
+from churnlens.serving.api.deps import (
+    AdminKey,
+    ServingDep,
+    authorize,
+    scores_of,
+    without_paths,
+)
 from churnlens.serving.api.schemas import (
     Health,
     Readiness,
@@ -30,11 +36,16 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=Readiness, responses={
     503: {"model": Readiness, "description": "Nothing is served yet; `problem` says why."}})
 async def readyz(state: ServingDep) -> JSONResponse:
+    """Ready (200) once a model is served; ``degraded`` (still 200, as a drifted or still
+    building model is) while its scores are stale: the server answers, and taking it out of
+    a load balancer would not make the scores any newer."""
     served = state.runtime.served
     if served is None:
-        return JSONResponse(status_code=503, content={"ready": False,
+        return JSONResponse(status_code=503, content={"ready": False, "status": "not ready",
                                                       "problem": state.runtime.problem})
-    return JSONResponse({"ready": True, "model_version": served.version,
+    freshness = scores_of(state, served)
+    return JSONResponse({"ready": True, "status": "degraded" if freshness.stale else "ready",
+                         "scores": freshness.answer(), "model_version": served.version,
                          "as_of": served.as_of.isoformat(), "accounts": len(served.ranking),
                          "score_table": served.table_source,
                          "drift": {"flag": served.drift.flag,

@@ -31,9 +31,23 @@ from churnlens.serving.pages import (
     sparkline,
 )
 from churnlens.serving.score import score_rows
-from churnlens.serving.state import ScoreTable, Served, answers, name_of, revenue_of
+from churnlens.serving.state import (
+    UNASSIGNED,
+    ScoreTable,
+    Served,
+    answers,
+    name_of,
+    of_csm,
+    ordered,
+    revenue_of,
+    value_by,
+)
 
 router = APIRouter(include_in_schema=False)
+PAGE_ORDERS = {"arr_at_risk": "most ARR at risk first", "arr": "most ARR first",
+               "drop": "biggest health drop first",
+               "renewal": "most likely to churn before renewal first"}
+"""The portfolio page's orders beside riskiest first (``state.ORDERS``), in a CSM's words."""
 
 
 def nothing_served(request: Request, state: Serving, user: KeyRecord) -> Response:
@@ -73,18 +87,13 @@ def portfolio_page(request: Request, state: ServingDep, tier: str = "", segment:
         if value and column in table:
             chosen &= table[column] == value
     if csm:
-        chosen &= table["account_id"].map(served.directory["csm"]) == csm
+        chosen &= of_csm(served, table, csm)
     if q:
         names = table["account_id"].map(served.directory["name"])
         needle = q.strip().lower()
         chosen &= (names.fillna("").str.lower().str.contains(needle, regex=False)
                    | table["account_id"].str.lower().str.contains(needle, regex=False))
-    matching = table[chosen]
-    if sort == "drop" and "health_change" in matching:  # new accounts (no change) last
-        matching = matching.sort_values("health_change", kind="stable", na_position="last")
-    if sort == "renewal" and "churn_before_renewal" in matching:  # no renewal date last
-        matching = matching.sort_values("churn_before_renewal", ascending=False,
-                                        kind="stable", na_position="last")
+    matching = ordered(table[chosen], sort)
     start = (page_number - 1) * PAGE_SIZE
     rows = answers(served, list(matching["account_id"].iloc[start:start + PAGE_SIZE]),
                    state.settings)
@@ -109,10 +118,12 @@ def portfolio_page(request: Request, state: ServingDep, tier: str = "", segment:
                   cards=cards, kpi_problem=runtime.kpi_problem, tiers=tiers,
                   filters=filters, total=len(matching),
                   revenue=revenue_of(matching, served.bundle.revenue),
+                  values={by: value_by(served, matching, by) for by in ("segment", "csm")},
+                  orders=PAGE_ORDERS,
                   options={"tier": ["high", "medium", "low"],
                            "segment": sorted(set(served.ranking["segment"])),
-                           "csm": sorted({c for c in served.directory["csm"]
-                                          if isinstance(c, str) and c}),
+                           "csm": [UNASSIGNED, *sorted({c for c in served.directory["csm"]
+                                                        if isinstance(c, str) and c})],
                            "playbook": sorted(set(served.ranking["playbook"]))
                            if "playbook" in served.ranking else []},
                   previous=link(page_number - 1) if page_number > 1 else None,
@@ -209,6 +220,8 @@ def model_page(request: Request, state: ServingDep) -> Response:
                   segment_review=bool(report.get("segments")),
                   baselines=report.get("baselines"),
                   backtest=(read_report(settings) or {}).get("backtest"),
+                  renewal=report.get("renewal") or {},
+                  value_backtest=report.get("lifetime_value") or {},
                   has_arr=revenue_of(served.ranking) is not None)
 
 

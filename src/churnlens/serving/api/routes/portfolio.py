@@ -2,13 +2,20 @@
 
 # No ``from __future__ import annotations``: FastAPI reads the route annotations at runtime.
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from churnlens.serving.api.deps import ReadKey, ServingDep, json_answer, require_served, shown
+from churnlens.serving.api.deps import (
+    ReadKey,
+    ServingDep,
+    json_answer,
+    require_served,
+    scores_of,
+    shown,
+)
 from churnlens.serving.api.schemas import Portfolio, key_refusals, refusals, secured
-from churnlens.serving.state import answers, revenue_of
+from churnlens.serving.state import answers, of_csm, ordered, revenue_of
 
 router = APIRouter(tags=["portfolio"])
 
@@ -17,11 +24,15 @@ router = APIRouter(tags=["portfolio"])
             responses={**key_refusals("read"), **refusals(422, 503)})
 def portfolio(key: ReadKey, state: ServingDep, tier: str | None = None,
               segment: str | None = None, playbook: str | None = None, csm: str | None = None,
+              sort: Annotated[Literal["risk", "arr", "arr_at_risk"], Query(
+                  description="riskiest first (the default), most ARR first, or most ARR "
+                  "at risk first; accounts without ARR last")] = "risk",
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
               cursor: Annotated[str | None, Query(description="next_cursor of the "
                                                   "previous page")] = None
               ) -> Response:
-    """The portfolio, riskiest first, filtered."""
+    """The portfolio, riskiest first (or by ``sort``), filtered; ``csm=unassigned``: the
+    accounts without a CSM."""
     served = require_served(state)
     table = served.ranking
     if playbook is not None and "playbook" not in table:
@@ -31,7 +42,8 @@ def portfolio(key: ReadKey, state: ServingDep, tier: str | None = None,
         if value is not None:
             table = table[table[column] == value]
     if csm is not None:
-        table = table[table["account_id"].map(served.directory["csm"]) == csm]
+        table = table[of_csm(served, table, csm)]
+    table = ordered(table, sort)
     start = 0
     if cursor is not None:
         if not (cursor.isascii() and cursor.isdigit()):
@@ -41,4 +53,5 @@ def portfolio(key: ReadKey, state: ServingDep, tier: str | None = None,
     following = start + limit
     return json_answer({"accounts": answers(served, list(page["account_id"]), state.settings),
                         "next_cursor": str(following) if following < len(table) else None,
-                        "revenue": revenue_of(table, served.bundle.revenue)})
+                        "revenue": revenue_of(table, served.bundle.revenue),
+                        "scores": scores_of(state, served).answer()})

@@ -13,6 +13,7 @@ from churnlens.serving.api.deps import (
     WhatIfKey,
     json_answer,
     require_served,
+    scores_of,
     unknown,
 )
 from churnlens.serving.api.schemas import (
@@ -71,4 +72,5 @@ def what_if(body: WhatIfRequest, key: WhatIfKey, state: ServingDep) -> Response:
             rows.meta[name] = np.array([float("nan") if shown is None else shown],
                                        dtype=object)
     scored = score_rows(served.bundle, rows, state.settings, served.playbooks)
-    return json_answer(ScoreTable(scored).answer_at(0))
+    return json_answer({**ScoreTable(scored).answer_at(0),
+                        "scores": scores_of(state, served).answer()})

@@ -1,0 +1,1 @@
+"""Alembic migrations of the task store, applied whenever a store is opened."""
