@@ -50,6 +50,7 @@ def days_to_renewal(subscriptions: ir.Table) -> ir.Value:
 
 
 @feature(pillar="commercial", unit="currency per month", window_days=90, higher_is_riskier=False,
+         valid=(None, None),  # a change: a contraction is negative
          sentence="MRR {direction} by {abs} over the last 90 days")
 def mrr_change_90d(subscriptions: ir.Table) -> ir.Value:
     """MRR at as_of minus MRR 90 days earlier (null if not a customer then)."""
@@ -105,6 +106,7 @@ def has_csm(accounts: ir.Table) -> ir.Value:
 
 
 @feature(pillar="commercial", unit="share", window_days=90, higher_is_riskier=False,
+         valid=(-1, None),  # MRR can fall by all of itself, and grow many times over
          sentence="MRR {direction} by {pct}% over the last 90 days")
 def mrr_change_share_90d(features: ir.Table) -> ir.Value:
     """Relative MRR change over the last 90 days."""

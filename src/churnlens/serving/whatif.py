@@ -9,6 +9,7 @@ only translate what they were sent (JSON values, form text) and how a refusal is
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from churnlens.features.registry import REGISTRY
 from churnlens.serving.guards import MAX_WHAT_IF
 from churnlens.serving.score import Rows, score_rows
 from churnlens.serving.state import ScoreTable, Served
@@ -43,33 +45,58 @@ class UnknownFeatures(ValueError):
 
     def __init__(self, names: list[str], valid: list[str], version: str) -> None:
         self.names, self.valid = names, valid
-        super().__init__(f"not features of model {version}: {names[:5]}")
+        super().__init__(f"not features of model {version}: {names[:5]}; its features are "
+                         + ", ".join(valid))
+
+
+def valid_range(name: str) -> tuple[float, float]:
+    """The values feature ``name`` can take (its registry range), closed at ±``MAX_WHAT_IF``
+    where the registry leaves a side open: no number beyond is a customer's."""
+    spec = REGISTRY.get(name)
+    low, high = spec.valid if spec is not None and spec.valid is not None else (None, None)
+    return (max(low, -MAX_WHAT_IF) if low is not None else -MAX_WHAT_IF,
+            min(high, MAX_WHAT_IF) if high is not None else MAX_WHAT_IF)
 
 
 def checked(space: FeatureSpace, name: str, value: object) -> Value | InvalidChange:
     """``value`` as the model takes it for feature ``name`` (one of ``space``), or what is
-    wrong with it."""
+    wrong with it: a category takes one of its levels, a number a finite number within the
+    feature's range (``valid_range``), a flag 0 or 1. Types are strict: ``true`` is no
+    number and ``"5"`` no number either, since a client sending them has mistaken the
+    field; ``None`` is an unknown value, as a snapshot has them."""
     if name in space.categories:
         levels = space.categories[name]
         if value is None:
             return None
         if not isinstance(value, str) or value not in levels:
-            return InvalidChange(name, f"must be one of {levels}, not {value!r}")
+            return InvalidChange(name, f"must be one of {levels}, not {_as_sent(value)}")
         return value
-    if isinstance(value, str):
-        return InvalidChange(name, f"is a number, not {value!r}")
     if value is None:
         return None
+    low, high = valid_range(name)
+    flag = name in REGISTRY and REGISTRY[name].kind == "flag"
+    expected = "is a flag, 0 or 1," if flag else f"is a number between {low:g} and {high:g},"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return InvalidChange(name, f"is a number, not {value!r}")
+        return InvalidChange(name, f"{expected} not {_as_sent(value)}")
     number = float(value)
     if not math.isfinite(number):
         return InvalidChange(name, f"must be a finite number, not {number}; send null for an "
                              "unknown value")
-    if abs(number) > MAX_WHAT_IF:
-        return InvalidChange(name, f"must be between {-MAX_WHAT_IF:g} and {MAX_WHAT_IF:g}, "
-                             f"not {number:g}")
+    if flag and number not in (0, 1):
+        return InvalidChange(name, f"{expected} not {number:g}")
+    if not low <= number <= high:
+        return InvalidChange(name, f"must be between {low:g} and {high:g}, not {number:g}")
     return number
+
+
+def _as_sent(value: object) -> str:
+    """A caller's value as they wrote it: JSON spelling where it has one (``true``, not
+    Python's ``True``), cut if long."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 def check_changes(served: Served, changes: Mapping[str, object]

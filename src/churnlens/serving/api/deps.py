@@ -104,6 +104,25 @@ WhatIfKey = Annotated[KeyRecord, Depends(what_if_key)]
 AdminKey = Annotated[KeyRecord, Depends(admin_key)]
 
 
+def spend_what_if(state: Serving, key: KeyRecord) -> tuple[str, dict[str, str]] | None:
+    """Take one what-if from ``key``'s budget for the minute (the API's and the pages' alike):
+    None when granted, else the refusal's message and headers."""
+    wait = state.what_if_budget.wait_for(key.id)
+    return state.what_if_budget.refusal(wait) if wait > 0 else None
+
+
+async def what_if_turn(request: Request, key: WhatIfKey) -> KeyRecord:
+    """A ``whatif`` key with budget left this minute. A dependency, so FastAPI checks it
+    before it validates the body: a refused caller costs no work, whatever it sent."""
+    refused = spend_what_if(serving_of(request), key)
+    if refused is not None:
+        raise HTTPException(429, refused[0], headers=refused[1])
+    return key
+
+
+WhatIfTurn = Annotated[KeyRecord, Depends(what_if_turn)]
+
+
 def json_answer(content: Any) -> Response:
     """A JSON answer serialised here (the table's answers are plain dicts, encoded once)."""
     return Response(json.dumps(content), media_type="application/json")

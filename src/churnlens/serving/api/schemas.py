@@ -7,9 +7,9 @@ contract.
 
 # No ``from __future__ import annotations``: pydantic and FastAPI read these at runtime.
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from churnlens.serving.keys import Scope
 
@@ -137,12 +137,20 @@ class BatchAnswer(BaseModel):
     not_found: list[str]
 
 
+WhatIfValue = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"},
+                                                        {"type": "null"}]})]
+"""A what-if value, taken as sent: ``serving/whatif.py`` checks it against the feature (its
+range, its levels) and refuses a boolean or a quoted number in words, which a coercing type
+(``float`` reads ``true`` as 1.0) could not."""
+
+
 class WhatIfRequest(BaseModel):
     account_id: str = Field(examples=["acc_000042"])
-    features: dict[str, float | str | None] = Field(
+    features: dict[str, WhatIfValue] = Field(
         examples=[{"seat_utilisation_30d": 0.8}],
-        description="Feature values to use instead of the account's latest snapshot: finite "
-        "numbers within ±1e12 (null: unknown), or one of a category's levels.")
+        description="Feature values to use instead of the account's latest snapshot: a number "
+        "within the feature's valid range (a share between 0 and 1, a count not negative...; "
+        "a refusal names the range), null for unknown, or one of a category's levels.")
 
 
 class ReloadAnswer(BaseModel):

@@ -14,7 +14,14 @@ from starlette.datastructures import FormData
 from churnlens.features.kpis import DEFINITIONS
 from churnlens.features.registry import REGISTRY
 from churnlens.serving import whatif
-from churnlens.serving.api.deps import SameOrigin, Serving, ServingDep, signed_in, to_login
+from churnlens.serving.api.deps import (
+    SameOrigin,
+    Serving,
+    ServingDep,
+    signed_in,
+    spend_what_if,
+    to_login,
+)
 from churnlens.serving.forecasting import read_report
 from churnlens.serving.keys import KeyRecord
 from churnlens.serving.pages import (
@@ -152,13 +159,12 @@ async def account_what_if(request: Request, state: ServingDep, account_id: str) 
         return render(request, "empty.html", 403, user=user, title="Not allowed",
                       problem=f"Your key has scope '{user.scope}'; a what-if needs a "
                               "'whatif' key.", steps=[], back=True)
-    budget = state.what_if_budget
-    wait = budget.wait_for(user.id)
-    if wait > 0:
-        detail, headers = budget.refusal(wait)
+    refused = spend_what_if(state, user)
+    if refused is not None:
         response = render(request, "empty.html", 429, user=user, title="Too many what-ifs",
-                          problem=f"Your key {detail}.", steps=[], back=True)
-        response.headers.update(headers)
+                          problem=f"Your key {refused[0].removeprefix('this key ')}.",
+                          steps=[], back=True)
+        response.headers.update(refused[1])
         return response
     changes, errors = form_changes(served, account_id, await request.form())
     result = whatif.what_if(served, state.settings, account_id, changes)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Response
 from churnlens.serving import whatif
 from churnlens.serving.api.deps import (
     ServingDep,
-    WhatIfKey,
+    WhatIfTurn,
     json_answer,
     require_served,
     unknown,
@@ -25,14 +25,10 @@ router = APIRouter(tags=["risk"])
 
 @router.post("/v1/what-if", response_model=RiskAnswer, openapi_extra=secured("whatif"),
              responses={**key_refusals("whatif"), **refusals(400, 404, 413, 422, 429, 503)})
-def what_if(body: WhatIfRequest, key: WhatIfKey, state: ServingDep) -> Response:
+def what_if(body: WhatIfRequest, key: WhatIfTurn, state: ServingDep) -> Response:
     """The same answer for changed feature values, explained live. Each key may ask for
-    a limited number a minute (setting ``whatif_rate_per_minute``)."""
-    budget = state.what_if_budget
-    wait = budget.wait_for(key.id)
-    if wait > 0:
-        detail, headers = budget.refusal(wait)
-        raise HTTPException(429, detail, headers=headers)
+    a limited number a minute (setting ``whatif_rate_per_minute``); its scope and budget are
+    checked before the body is read."""
     served = require_served(state)
     if not served.knows(body.account_id):
         raise unknown(served, body.account_id)
