@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from homes import served_home
+from homes import served_home, settle
 
 from churnlens.features.registry import REGISTRY
 from churnlens.serving import whatif
@@ -32,6 +32,7 @@ def client_for(home: Path, **settings: Any) -> TestClient:
 def client(home: tuple[Path, dict[str, str]]) -> Iterator[TestClient]:
     with client_for(home[0], whatif_rate_per_minute=0) as client:
         yield client
+        settle()
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +132,4 @@ def test_scope_and_budget_are_checked_before_any_work(
         page = client.post(f"/accounts/{account}/what-if", data={"mrr": "1"})
         assert page.status_code == 429 and "1 what-if answers in a minute" in page.text
         assert calls == ["score"]
+        settle()

@@ -17,7 +17,9 @@ from typing import Annotated, Any, cast
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
 
 from churnlens.serving.api.sessions import SessionStore
 from churnlens.serving.api.telemetry import Metrics
@@ -155,6 +157,48 @@ def without_paths(message: str, home: Path) -> str:
         return path.name + match.group(0)[len(str(path)):]
 
     return ABSOLUTE_PATH.sub(last_part, message)
+
+
+def listed(choices: list[str], most: int = 20) -> str:
+    """Valid values as an error message lists them: quoted, the first ``most`` of many."""
+    shown_ = ", ".join(repr(c) for c in choices[:most])
+    return shown_ + (f" and {len(choices) - most:,} more" if len(choices) > most else "")
+
+
+class UnknownParameters(Exception):
+    """Query parameters the route does not take: a misspelt or imagined filter would
+    otherwise be ignored, and the caller read an unfiltered answer as a filtered one."""
+
+    def __init__(self, route: str, unknown: list[str], valid: list[str]) -> None:
+        self.route, self.unknown, self.valid = route, unknown, valid
+        names = ", ".join(repr(n[:SHOWN_ID]) for n in unknown[:5])
+        takes = f"it takes {listed(valid)}" if valid else "it takes none"
+        super().__init__(f"unknown query parameter{'s' if len(unknown) > 1 else ''} {names} "
+                         f"for {route}; {takes}")
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route reads, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_parameters(request: Request) -> None:
+    """Refuse query parameters the matched route does not declare (an app-wide dependency).
+    Only their names are repeated, never their values: a careless client may put a key
+    there."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    valid = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - valid)
+    if unknown:
+        raise UnknownParameters(f"{request.method} {route.path}", unknown, sorted(valid))
+
+
+KnownParameters = Depends(known_parameters)
 
 
 # The pages: a signed session instead of a key header.

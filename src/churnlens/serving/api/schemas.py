@@ -230,7 +230,8 @@ SECURITY_SCHEMES = {
 REFUSALS = {
     400: "The body is not JSON this API can read (malformed, or nested too deeply).",
     401: "No key, or an unknown or revoked one.",
-    404: "The account is not a customer in the served snapshot.",
+    404: "The account is not a customer in the served snapshot (the portfolio: the cursor is "
+         "past its end).",
     409: "There is no champion or snapshot to load.",
     413: "The body is over 1 MiB, or the batch over 1,000 account ids.",
     422: "A parameter or body field is invalid; `detail` names it and says why.",

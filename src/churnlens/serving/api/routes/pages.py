@@ -18,10 +18,13 @@ from churnlens.serving.api.deps import (
     SameOrigin,
     Serving,
     ServingDep,
+    listed,
+    shown,
     signed_in,
     spend_what_if,
     to_login,
 )
+from churnlens.serving.api.filters import choices, unknown_values
 from churnlens.serving.forecasting import read_report
 from churnlens.serving.keys import KeyRecord
 from churnlens.serving.pages import (
@@ -41,6 +44,10 @@ from churnlens.serving.pages import (
 from churnlens.serving.state import Served, answers, name_of, revenue_of
 
 router = APIRouter(include_in_schema=False)
+
+SORTS = ("", "drop", "renewal")
+"""The portfolio page's orders: riskiest first, biggest health drop first, likeliest to churn
+before the renewal first."""
 
 
 def nothing_served(request: Request, state: Serving, user: KeyRecord) -> Response:
@@ -73,6 +80,13 @@ def portfolio_page(request: Request, state: ServingDep, tier: str = "", segment:
     if isinstance(admitted, Response):
         return admitted
     user, served = admitted
+    problems = unknown_values(served, {"tier": tier, "segment": segment, "csm": csm,
+                                       "playbook": playbook})
+    if sort not in SORTS:
+        problems.append(f"sort {shown(sort)} is none of {listed([s for s in SORTS if s])}")
+    if problems:
+        return render(request, "empty.html", 422, user=user, title="Cannot filter like this",
+                      problem="; ".join(problems) + ".", steps=[], back=True)
     runtime = state.runtime
     table = served.ranking
     chosen = pd.Series(True, index=table.index)
@@ -93,6 +107,11 @@ def portfolio_page(request: Request, state: ServingDep, tier: str = "", segment:
         matching = matching.sort_values("churn_before_renewal", ascending=False,
                                         kind="stable", na_position="last")
     start = (page_number - 1) * PAGE_SIZE
+    pages = max(1, -(-len(matching) // PAGE_SIZE))
+    if page_number > pages:
+        return render(request, "empty.html", 404, user=user, title="No such page",
+                      problem=f"Page {page_number:,} is past the last page, {pages:,} "
+                              f"({len(matching):,} accounts match).", steps=[], back=True)
     rows = answers(served, list(matching["account_id"].iloc[start:start + PAGE_SIZE]),
                    state.settings)
     for row in rows:
@@ -116,16 +135,14 @@ def portfolio_page(request: Request, state: ServingDep, tier: str = "", segment:
                   cards=cards, kpi_problem=runtime.kpi_problem, tiers=tiers,
                   filters=filters, total=len(matching),
                   revenue=revenue_of(matching, served.bundle.revenue),
-                  options={"tier": ["high", "medium", "low"],
+                  options={"tier": choices(served, "tier"),
                            "segment": sorted(set(served.ranking["segment"])),
-                           "csm": sorted({c for c in served.directory["csm"]
-                                          if isinstance(c, str) and c}),
+                           "csm": choices(served, "csm"),
                            "playbook": sorted(set(served.ranking["playbook"]))
                            if "playbook" in served.ranking else []},
                   previous=link(page_number - 1) if page_number > 1 else None,
                   following=link(page_number + 1) if start + PAGE_SIZE < len(matching)
-                  else None, page_number=page_number,
-                  pages=max(1, -(-len(matching) // PAGE_SIZE)))
+                  else None, page_number=page_number, pages=pages)
 
 
 @router.get("/accounts/{account_id}")

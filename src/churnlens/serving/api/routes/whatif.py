@@ -28,7 +28,7 @@ router = APIRouter(tags=["risk"])
 def what_if(body: WhatIfRequest, key: WhatIfTurn, state: ServingDep) -> Response:
     """The same answer for changed feature values, explained live. Each key may ask for
     a limited number a minute (setting ``whatif_rate_per_minute``); its scope and budget are
-    checked before the body is read."""
+    checked before the body is validated or anything scored."""
     served = require_served(state)
     if not served.knows(body.account_id):
         raise unknown(served, body.account_id)
