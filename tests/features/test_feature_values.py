@@ -432,6 +432,25 @@ def test_later_rows_show_up_at_the_later_date(frame: pd.DataFrame) -> None:
     assert not wrong, "; ".join(wrong)
 
 
+def test_every_value_lies_in_its_declared_range(frame: pd.DataFrame) -> None:
+    """The ranges a what-if is held to (``Feature.valid``) hold on real values: none of the
+    hand-computed company's, at either date, falls outside its feature's."""
+    registry = load_all()
+    outside = []
+    for name in frame.columns:
+        spec = registry.get(name)
+        if spec is None or spec.kind == "category":
+            continue
+        assert spec.valid is not None, name
+        low, high = spec.valid
+        values = pd.to_numeric(frame[name], errors="coerce").dropna()
+        wrong = values[(values < (low if low is not None else -math.inf))
+                       | (values > (high if high is not None else math.inf))]
+        if len(wrong):
+            outside.append(f"{name} {spec.valid}: {sorted(wrong.tolist())[:3]}")
+    assert not outside, "; ".join(outside)
+
+
 @pytest.mark.parametrize("materialize", [True, False], ids=["rollup apart", "one query"])
 def test_the_same_values_whether_the_rollup_is_built_apart_or_not(
         tmp_path: Any, materialize: bool) -> None:

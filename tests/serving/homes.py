@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,3 +72,12 @@ def served_home(factory: pytest.TempPathFactory, name: str) -> tuple[Path, dict[
     shutil.copytree(trained_home(factory), home)
     store = KeyStore(home / "api_keys.json")
     return home, {scope: store.create(f"test-{scope}", scope)[1] for scope in SCOPES}
+
+
+def settle() -> None:
+    """Wait for the threads an in-process app starts in the background (the KPIs, a score
+    table): a daemon thread still inside DuckDB when the test process exits aborts it, or
+    hangs it. Call before closing a TestClient over a trained home."""
+    for thread in threading.enumerate():
+        if thread.name in ("kpis", "score-table"):
+            thread.join(timeout=300)

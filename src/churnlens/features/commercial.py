@@ -50,7 +50,9 @@ def days_to_renewal(subscriptions: ir.Table) -> ir.Value:
 
 
 @feature(pillar="commercial", role="context", unit="currency per month", window_days=90,
-         higher_is_riskier=False, sentence="MRR {direction} by {abs} over the last 90 days")
+         higher_is_riskier=False,
+         valid=(None, None),  # a change: a contraction is negative
+         sentence="MRR {direction} by {abs} over the last 90 days")
 def mrr_change_90d(subscriptions: ir.Table) -> ir.Value:
     """MRR at as_of minus MRR 90 days earlier (null if not a customer then)."""
     return subscriptions.mrr - subscriptions.mrr_90d_ago
@@ -108,6 +110,7 @@ def has_csm(accounts: ir.Table) -> ir.Value:
 
 
 @feature(pillar="commercial", role="context", unit="share", window_days=90, higher_is_riskier=False,
+         valid=(-1, None),  # MRR can fall by all of itself, and grow many times over
          sentence="MRR {direction} by {pct}% over the last 90 days")
 def mrr_change_share_90d(features: ir.Table) -> ir.Value:
     """Relative MRR change over the last 90 days."""

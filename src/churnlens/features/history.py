@@ -33,6 +33,7 @@ def events_in_window(usage: ir.Table, days: int) -> ir.Value:
 
 @windowed(days=(30, 90, LONG_WINDOW_DAYS), name="active_days_{days}d", pillar="adoption",
           role="lever", unit="days", higher_is_riskier=False, fill=0,
+          valid=lambda days: (0, days),
           sentence="Active on {value} of the last {days} days")
 def active_days_in_window(usage: ir.Table, days: int) -> ir.Value:
     """Days with any event of the account in the {days} days before as_of."""
@@ -41,6 +42,7 @@ def active_days_in_window(usage: ir.Table, days: int) -> ir.Value:
 
 @windowed(days=(90,), name="active_days_prev_{days}d", pillar="adoption", role="lever", past=True,
           unit="days", higher_is_riskier=False, fill=0,
+          valid=lambda days: (0, days),
           sentence="Active on {value} days in the {days} days before the last {days}")
 def active_days_in_previous_window(usage: ir.Table, days: int) -> ir.Value:
     """Days with any event of the account in the {days} days before the last {days}."""
@@ -92,6 +94,7 @@ def event_rate(features: ir.Table, days: int) -> ir.Value:
 
 @windowed(days=(LONG_WINDOW_DAYS,), name="active_day_rate_{days}d", pillar="adoption", role="lever",
           unit="days per 30 days", higher_is_riskier=False,
+          valid=(0, PER_DAYS),
           sentence="Active on {value} days per 30 over the last {days} days "
           "(or since the first activity)")
 def active_day_rate(features: ir.Table, days: int) -> ir.Value:
@@ -108,6 +111,7 @@ def activity_trend(features: ir.Table, days: int) -> ir.Value:
 
 @feature(pillar="adoption", unit="score", window_days=LONG_WINDOW_DAYS, higher_is_riskier=False,
          role="lever",
+         valid=(0, 1),
          sentence="Activity regularity of {value} over the last year (1: the same pace in "
          "each of its three periods, 0: all of it in one)")
 def activity_regularity_365d(features: ir.Table) -> ir.Value:

@@ -14,6 +14,7 @@ STALLED_BELOW = 0.3
 
 @feature(pillar="onboarding", role="lever", past=True, unit="share", higher_is_riskier=False,
          also_needs=("subscriptions",),
+         valid=(0, None),  # more users activated than seats bought happens
          sentence="{pct}% of seats activated in the first 30 days")
 def seats_activated_share_30d(onboarding: ir.Table) -> ir.Value:
     """Share of the first subscription's seats whose users acted within 30 days of signup."""

@@ -55,6 +55,39 @@ AGGREGATED_SOURCES = ("usage", "user_activity", "feature_usage", "tickets", "sur
 STATE_SOURCES = ("subscriptions", "accounts", "onboarding")
 """Sources with one row per snapshot: their features are plain column expressions."""
 
+Bounds = tuple[float | None, float | None]
+"""A feature's valid range, (lowest, highest), each end included; None where a side has no
+bound. What a what-if may set it to: a value outside cannot be true of any account."""
+
+NOT_NEGATIVE: Bounds = (0, None)
+UNIT_BOUNDS: dict[str, Bounds] = {
+    **dict.fromkeys(("users", "seats", "events", "key actions", "features", "tickets",
+                     "answers", "changes", "days", "hours", "money", "units", "quantity",
+                     "currency per month", "currency per year"), NOT_NEGATIVE),
+    "share": (0, 1), "ratio": NOT_NEGATIVE, "flag": (0, 1),
+    "NPS (0-10)": (0, 10), "NPS points": (-100, 100), "CSAT (1-5)": (1, 5),
+}
+"""The range a unit implies where that is honest: a count, a duration, money (the contract
+refuses negative MRR and quantities) and a ratio of counts are never negative; a share lies in
+[0, 1]; a survey answer on its scale. A feature whose value is a change (``*_change_*``) or
+exceeds its unit's whole (seat utilisation over 100%) declares its own."""
+
+
+def unit_bounds(unit: str) -> Bounds | None:
+    """The range ``unit`` implies (``UNIT_BOUNDS``), a rate of a count (``events per seat``)
+    being never negative either; None for a unit that implies none (``score``), whose features
+    must declare theirs."""
+    if unit in UNIT_BOUNDS:
+        return UNIT_BOUNDS[unit]
+    counted, per, _ = unit.partition(" per ")
+    if per and UNIT_BOUNDS.get(counted) == NOT_NEGATIVE:
+        return NOT_NEGATIVE
+    return None
+
+
+WindowBounds = Bounds | Callable[[int], Bounds]
+"""A template's range: the same for every window, or one per window (``days`` -> bounds)."""
+
 
 @dataclass(frozen=True)
 class Feature:
@@ -92,6 +125,24 @@ class Feature:
     """True for a count of days since a fixed event (sign-up, first event): it grows by one a
     day by definition, so its distribution moves as the customer base ages, and drift checks
     compare it with the ageing taken out (``training.drift``)."""
+
+    valid: Bounds | None = None
+    """The values it can take (``Bounds``): declared, or implied by its unit; None for a
+    category, whose levels are its range."""
+
+    def __post_init__(self) -> None:
+        """Take the unit's range where none is declared; refuse a number without one, at
+        import, so no feature reaches a what-if unchecked."""
+        if self.kind == "category":
+            return
+        valid = self.valid if self.valid is not None else unit_bounds(self.unit)
+        if valid is None:
+            raise TypeError(f"{self.name}: unit {self.unit!r} implies no valid range; declare "
+                            "valid=(lowest, highest), None for an open side")
+        low, high = valid
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"{self.name}: valid range {valid} is empty")
+        object.__setattr__(self, "valid", valid)
 
     @property
     def is_lever(self) -> bool:
@@ -150,7 +201,7 @@ REGISTRY: dict[str, Feature] = {}
 def feature(*, pillar: Pillar, role: Role, unit: str, sentence: str, kind: Kind = "number",
             window_days: int | None = None, higher_is_riskier: bool | None = None,
             fill: float | None = None, also_needs: tuple[str, ...] = (), past: bool = False,
-            grows_with_time: bool = False
+            grows_with_time: bool = False, valid: Bounds | None = None
             ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
     """Register the decorated function as a feature named after it.
 
@@ -174,15 +225,20 @@ def feature(*, pillar: Pillar, role: Role, unit: str, sentence: str, kind: Kind 
             compute=fn, role=role, kind=kind, window_days=window_days,
             higher_is_riskier=higher_is_riskier,
             needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill,
-            past=past, grows_with_time=grows_with_time)
+            past=past, grows_with_time=grows_with_time, valid=valid)
         return fn
 
     return register
 
 
+def _for_window(valid: WindowBounds | None, days: int) -> Bounds | None:
+    return valid(days) if callable(valid) else valid
+
+
 def windowed(*, days: tuple[int, ...], name: str, pillar: Pillar, role: Role, unit: str,
              sentence: str, higher_is_riskier: bool | None = None, fill: float | None = None,
-             also_needs: tuple[str, ...] = (), past: bool = False
+             also_needs: tuple[str, ...] = (), past: bool = False,
+             valid: WindowBounds | None = None
              ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
     """Register one feature per window from one definition (Hamilton's ``@parameterize``).
 
@@ -214,7 +270,7 @@ def windowed(*, days: tuple[int, ...], name: str, pillar: Pillar, role: Role, un
                 compute=functools.partial(fn, days=window), role=role, kind="number",
                 window_days=window, higher_is_riskier=higher_is_riskier,
                 needs=SOURCE_TABLES.get(source, ()) + also_needs, inputs=inputs, fill=fill,
-                past=past)
+                past=past, valid=_for_window(valid, window))
         return fn
 
     return register
@@ -359,6 +415,8 @@ class FeatureFamily:
     only: Callable[[VocabularyEvent], bool] = field(default=lambda event: True)
     applies_to: str = "every event type of the vocabulary"
     """``only`` in words, for the catalogue."""
+    valid: WindowBounds | None = None
+    """The features' range; None: the unit's."""
 
     def feature(self, event: VocabularyEvent, days: int) -> Feature:
         """The ordinary feature this family makes for ``event`` over ``days``."""
@@ -375,7 +433,8 @@ class FeatureFamily:
                                                       measure=event.measure(self.measure)),
             role=self.role, window_days=days, higher_is_riskier=self.higher_is_riskier,
             needs=SOURCE_TABLES["usage"], fill=self.fill,
-            generated=Generated(family=self.name, event=event, days=days))
+            generated=Generated(family=self.name, event=event, days=days),
+            valid=_for_window(self.valid, days))
 
     def expand(self, vocabulary: Vocabulary) -> list[Feature]:
         return [self.feature(event, days) for days in self.days
@@ -389,7 +448,8 @@ FAMILIES: dict[str, FeatureFamily] = {}
 def family(*, name: str, days: tuple[int, ...], measure: str, pillar: Pillar, role: Role,
            unit: str, sentence: str, higher_is_riskier: bool | None = None,
            fill: float | None = None, only: Callable[[VocabularyEvent], bool] | None = None,
-           applies_to: str = "every event type of the vocabulary"
+           applies_to: str = "every event type of the vocabulary",
+           valid: WindowBounds | None = None
            ) -> Callable[[Callable[..., ir.Value]], Callable[..., ir.Value]]:
     """Declare the decorated function as a family of per-event-type usage features, named
     ``name`` (a pattern with ``{days}`` and ``{event}``).
@@ -410,7 +470,7 @@ def family(*, name: str, days: tuple[int, ...], measure: str, pillar: Pillar, ro
             name=fn.__name__, pattern=name, pillar=pillar, description=doc, unit=unit,
             sentence=sentence, days=days, measure=measure, compute=fn, role=role,
             higher_is_riskier=higher_is_riskier, fill=fill, only=only or (lambda event: True),
-            applies_to=applies_to)
+            applies_to=applies_to, valid=valid)
         return fn
 
     return register

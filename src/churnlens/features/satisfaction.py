@@ -75,6 +75,7 @@ def nps_180d(features: ir.Table) -> ir.Value:
 
 @feature(pillar="satisfaction", role="lever", unit="NPS (0-10)", window_days=180,
          higher_is_riskier=False,
+         valid=(-10, 10),  # the change of a mean on the 0-10 scale
          sentence="Mean NPS answer {direction} by {abs} versus the 180 days before")
 def nps_change_180d(features: ir.Table) -> ir.Value:
     """Mean NPS of the last 180 days minus that of the 180 days before."""

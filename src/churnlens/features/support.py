@@ -92,6 +92,7 @@ def tickets_per_10_seats_90d(features: ir.Table) -> ir.Value:
 
 
 @feature(pillar="support", role="lever", unit="tickets", window_days=90, higher_is_riskier=True,
+         valid=(None, None),  # a change: fewer tickets is negative
          sentence="Tickets {direction} by {abs} versus the previous 90 days")
 def tickets_change_90d(features: ir.Table) -> ir.Value:
     """Change in tickets opened versus the 90 days before."""

@@ -47,6 +47,7 @@ def active_users_prev_90d(usage: ir.Table) -> ir.Value:
 
 
 @feature(pillar="adoption", role="lever", unit="ratio", window_days=30, higher_is_riskier=False,
+         valid=(0, 1),  # a day's active users are some of the month's
          sentence="Stickiness (DAU/MAU) of {value} over the last 30 days")
 def dau_mau_30d(usage: ir.Table) -> ir.Value:
     """Average daily active users over 30 days divided by the 30-day active users."""
@@ -131,6 +132,7 @@ def active_users_trend_30d(features: ir.Table) -> ir.Value:
 
 
 @feature(pillar="adoption", role="lever", unit="users", window_days=30, higher_is_riskier=False,
+         valid=(None, None),  # a change: fewer users is negative
          sentence="Active users {direction} by {abs} versus the previous 30 days")
 def active_users_change_30d(features: ir.Table) -> ir.Value:
     """Change in 30-day active users versus the 30 days before."""
@@ -145,6 +147,7 @@ def active_users_trend_90d(features: ir.Table) -> ir.Value:
 
 
 @feature(pillar="adoption", role="lever", unit="share", window_days=30, higher_is_riskier=False,
+         valid=(0, None),  # more active users than paid seats happens
          sentence="{pct}% of paid seats active in the last 30 days")
 def seat_utilisation_30d(features: ir.Table) -> ir.Value:
     """Active users in the last 30 days per paid seat."""
@@ -152,6 +155,7 @@ def seat_utilisation_30d(features: ir.Table) -> ir.Value:
 
 
 @feature(pillar="adoption", role="lever", unit="share", window_days=7, higher_is_riskier=False,
+         valid=(0, None),  # more active users than paid seats happens
          sentence="{pct}% of paid seats active in the last 7 days")
 def seat_utilisation_7d(features: ir.Table) -> ir.Value:
     """Active users in the last 7 days per paid seat."""
@@ -180,6 +184,7 @@ def usage_trend_30d(features: ir.Table) -> ir.Value:
 
 
 @feature(pillar="adoption", role="lever", unit="features", window_days=30, higher_is_riskier=False,
+         valid=(None, None),  # a change: fewer features is negative
          sentence="Features in use {direction} by {abs} versus the previous 30 days")
 def breadth_change_30d(features: ir.Table) -> ir.Value:
     """Change in distinct features used versus the 30 days before."""

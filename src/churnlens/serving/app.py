@@ -17,7 +17,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from churnlens.features.registry import load_all
 from churnlens.serving import wording
 from churnlens.serving.api import errors
-from churnlens.serving.api.deps import CrossSiteForm, Serving
+from churnlens.serving.api.deps import CrossSiteForm, KnownParameters, Serving, UnknownParameters
 from churnlens.serving.api.lifecycle import lifespan
 from churnlens.serving.api.routes import (
     accounts,
@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="churnlens", version="1", lifespan=lifespan, docs_url=None,
                   redoc_url=None,  # served by routes/docs.py from a packaged copy
+                  dependencies=[KnownParameters],  # a misspelt filter is refused, not ignored
                   description="Explained churn and expansion risk for every account.")
     app.state.serving = state
     # the pages' filters speak the settings' currency (one process serves one settings)
@@ -62,8 +63,10 @@ def create_app(settings: Settings) -> FastAPI:
                        session_cookie="churnlens_session", same_site="strict",
                        max_age=SESSION_SECONDS, https_only=settings.secure_cookies)
     app.add_exception_handler(RequestValidationError, errors.invalid)
+    app.add_exception_handler(400, errors.unreadable)
     app.add_exception_handler(404, errors.not_found)
     app.add_exception_handler(CrossSiteForm, errors.cross_site)
+    app.add_exception_handler(UnknownParameters, errors.unknown_parameters)
 
     for resource in (admin, accounts, whatif, portfolio, kpis, session, pages, docs):
         app.include_router(resource.router)

@@ -18,7 +18,9 @@ from typing import Annotated, Any, cast
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
 
 from churnlens.serving.api.sessions import SessionStore
 from churnlens.serving.api.telemetry import Metrics
@@ -144,6 +146,25 @@ WhatIfKey = Annotated[KeyRecord, Depends(what_if_key)]
 AdminKey = Annotated[KeyRecord, Depends(admin_key)]
 
 
+def spend_what_if(state: Serving, key: KeyRecord) -> tuple[str, dict[str, str]] | None:
+    """Take one what-if from ``key``'s budget for the minute (the API's and the pages' alike):
+    None when granted, else the refusal's message and headers."""
+    wait = state.what_if_budget.wait_for(key.id)
+    return state.what_if_budget.refusal(wait) if wait > 0 else None
+
+
+async def what_if_turn(request: Request, key: WhatIfKey) -> KeyRecord:
+    """A ``whatif`` key with budget left this minute. A dependency, so FastAPI checks it
+    before it validates the body: a refused caller costs no work, whatever it sent."""
+    refused = spend_what_if(serving_of(request), key)
+    if refused is not None:
+        raise HTTPException(429, refused[0], headers=refused[1])
+    return key
+
+
+WhatIfTurn = Annotated[KeyRecord, Depends(what_if_turn)]
+
+
 def json_answer(content: Any) -> Response:
     """A JSON answer serialised here (the table's answers are plain dicts, encoded once)."""
     return Response(json.dumps(content), media_type="application/json")
@@ -176,6 +197,48 @@ def without_paths(message: str, home: Path) -> str:
         return path.name + match.group(0)[len(str(path)):]
 
     return ABSOLUTE_PATH.sub(last_part, message)
+
+
+def listed(choices: list[str], most: int = 20) -> str:
+    """Valid values as an error message lists them: quoted, the first ``most`` of many."""
+    shown_ = ", ".join(repr(c) for c in choices[:most])
+    return shown_ + (f" and {len(choices) - most:,} more" if len(choices) > most else "")
+
+
+class UnknownParameters(Exception):
+    """Query parameters the route does not take: a misspelt or imagined filter would
+    otherwise be ignored, and the caller read an unfiltered answer as a filtered one."""
+
+    def __init__(self, route: str, unknown: list[str], valid: list[str]) -> None:
+        self.route, self.unknown, self.valid = route, unknown, valid
+        names = ", ".join(repr(n[:SHOWN_ID]) for n in unknown[:5])
+        takes = f"it takes {listed(valid)}" if valid else "it takes none"
+        super().__init__(f"unknown query parameter{'s' if len(unknown) > 1 else ''} {names} "
+                         f"for {route}; {takes}")
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route reads, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_parameters(request: Request) -> None:
+    """Refuse query parameters the matched route does not declare (an app-wide dependency).
+    Only their names are repeated, never their values: a careless client may put a key
+    there."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    valid = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - valid)
+    if unknown:
+        raise UnknownParameters(f"{request.method} {route.path}", unknown, sorted(valid))
+
+
+KnownParameters = Depends(known_parameters)
 
 
 # The pages: a signed session instead of a key header.

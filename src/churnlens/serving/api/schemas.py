@@ -7,9 +7,9 @@ contract.
 
 # No ``from __future__ import annotations``: pydantic and FastAPI read these at runtime.
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from churnlens.serving.keys import Scope
 
@@ -222,12 +222,20 @@ class BatchAnswer(BaseModel):
     scores: ScoreFreshness | None = None
 
 
+WhatIfValue = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"},
+                                                        {"type": "null"}]})]
+"""A what-if value, taken as sent: ``serving/whatif.py`` checks it against the feature (its
+range, its levels) and refuses a boolean or a quoted number in words, which a coercing type
+(``float`` reads ``true`` as 1.0) could not."""
+
+
 class WhatIfRequest(BaseModel):
     account_id: str = Field(examples=["acc_000042"])
-    features: dict[str, float | str | None] = Field(
+    features: dict[str, WhatIfValue] = Field(
         examples=[{"seat_utilisation_30d": 0.8}],
-        description="Feature values to use instead of the account's latest snapshot: finite "
-        "numbers within ±1e12 (null: unknown), or one of a category's levels.")
+        description="Feature values to use instead of the account's latest snapshot: a number "
+        "within the feature's valid range (a share between 0 and 1, a count not negative...; "
+        "a refusal names the range), null for unknown, or one of a category's levels.")
 
 
 class ReloadAnswer(BaseModel):
@@ -312,7 +320,8 @@ SECURITY_SCHEMES = {
 REFUSALS = {
     400: "The body is not JSON this API can read (malformed, or nested too deeply).",
     401: "No key, or an unknown or revoked one.",
-    404: "The account is not a customer in the served snapshot.",
+    404: "The account is not a customer in the served snapshot (the portfolio: the cursor is "
+         "past its end).",
     409: "There is no champion or snapshot to load.",
     413: "The body is over 1 MiB, or the batch over 1,000 account ids.",
     422: "A parameter or body field is invalid; `detail` names it and says why.",

@@ -6,15 +6,26 @@
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
-import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from starlette.datastructures import FormData
 
 from churnlens.features.kpis import DEFINITIONS
-from churnlens.serving.api.deps import SameOrigin, Serving, ServingDep, signed_in, to_login
+from churnlens.features.registry import REGISTRY
+from churnlens.serving import whatif
+from churnlens.serving.api.deps import (
+    SameOrigin,
+    Serving,
+    ServingDep,
+    listed,
+    shown,
+    signed_in,
+    spend_what_if,
+    to_login,
+)
+from churnlens.serving.api.filters import choices, unknown_values
 from churnlens.serving.forecasting import read_report
-from churnlens.serving.guards import MAX_WHAT_IF
 from churnlens.serving.keys import KeyRecord
 from churnlens.serving.pages import (
     KPI_CARDS,
@@ -30,10 +41,7 @@ from churnlens.serving.pages import (
     segment_rows,
     sparkline,
 )
-from churnlens.serving.score import score_rows
 from churnlens.serving.state import (
-    UNASSIGNED,
-    ScoreTable,
     Served,
     answers,
     name_of,
@@ -48,6 +56,10 @@ PAGE_ORDERS = {"arr_at_risk": "most ARR at risk first", "arr": "most ARR first",
                "drop": "biggest health drop first",
                "renewal": "most likely to churn before renewal first"}
 """The portfolio page's orders beside riskiest first (``state.ORDERS``), in a CSM's words."""
+
+SORTS = ("", "drop", "renewal")
+"""The portfolio page's orders: riskiest first, biggest health drop first, likeliest to churn
+before the renewal first."""
 
 
 def nothing_served(request: Request, state: Serving, user: KeyRecord) -> Response:
@@ -80,6 +92,13 @@ def portfolio_page(request: Request, state: ServingDep, tier: str = "", segment:
     if isinstance(admitted, Response):
         return admitted
     user, served = admitted
+    problems = unknown_values(served, {"tier": tier, "segment": segment, "csm": csm,
+                                       "playbook": playbook})
+    if sort not in SORTS:
+        problems.append(f"sort {shown(sort)} is none of {listed([s for s in SORTS if s])}")
+    if problems:
+        return render(request, "empty.html", 422, user=user, title="Cannot filter like this",
+                      problem="; ".join(problems) + ".", steps=[], back=True)
     runtime = state.runtime
     table = served.ranking
     chosen = pd.Series(True, index=table.index)
@@ -95,6 +114,11 @@ def portfolio_page(request: Request, state: ServingDep, tier: str = "", segment:
                    | table["account_id"].str.lower().str.contains(needle, regex=False))
     matching = ordered(table[chosen], sort)
     start = (page_number - 1) * PAGE_SIZE
+    pages = max(1, -(-len(matching) // PAGE_SIZE))
+    if page_number > pages:
+        return render(request, "empty.html", 404, user=user, title="No such page",
+                      problem=f"Page {page_number:,} is past the last page, {pages:,} "
+                              f"({len(matching):,} accounts match).", steps=[], back=True)
     rows = answers(served, list(matching["account_id"].iloc[start:start + PAGE_SIZE]),
                    state.settings)
     for row in rows:
@@ -120,16 +144,14 @@ def portfolio_page(request: Request, state: ServingDep, tier: str = "", segment:
                   revenue=revenue_of(matching, served.bundle.revenue),
                   values={by: value_by(served, matching, by) for by in ("segment", "csm")},
                   orders=PAGE_ORDERS,
-                  options={"tier": ["high", "medium", "low"],
+                  options={"tier": choices(served, "tier"),
                            "segment": sorted(set(served.ranking["segment"])),
-                           "csm": [UNASSIGNED, *sorted({c for c in served.directory["csm"]
-                                                        if isinstance(c, str) and c})],
+                           "csm": choices(served, "csm"),
                            "playbook": sorted(set(served.ranking["playbook"]))
                            if "playbook" in served.ranking else []},
                   previous=link(page_number - 1) if page_number > 1 else None,
                   following=link(page_number + 1) if start + PAGE_SIZE < len(matching)
-                  else None, page_number=page_number,
-                  pages=max(1, -(-len(matching) // PAGE_SIZE)))
+                  else None, page_number=page_number, pages=pages)
 
 
 @router.get("/accounts/{account_id}")
@@ -150,52 +172,69 @@ def account_page(request: Request, state: ServingDep, account_id: str) -> Respon
 
 @router.post("/accounts/{account_id}/what-if", dependencies=[SameOrigin])
 async def account_what_if(request: Request, state: ServingDep, account_id: str) -> Response:
-    """The account page's what-if form; it spends the same per-key budget as the API's."""
+    """The account page's what-if form: the API's what-if (``serving/whatif.py``) behind a
+    form, spending the same per-key budget. The key's scope and budget are checked before
+    anything is read or scored, so a refused request costs no model time."""
     admitted = admit(request, state)
     if isinstance(admitted, Response):
         return admitted
     user, served = admitted
     if not served.knows(account_id):
         return RedirectResponse(f"/accounts/{quote(account_id)}", status_code=303)
-    context = account_context(state.settings, served, account_id)
     if not user.allows("whatif"):
-        return render(request, "account.html", 403, user=user, served=served,
-                      can_what_if=False, **context)
-    budget = state.what_if_budget
-    wait = budget.wait_for(user.id)
-    if wait > 0:
-        response = render(request, "account.html", 429, user=user, served=served,
-                          can_what_if=True, what_if_errors=[budget.refusal(wait)[0]],
-                          **context)
-        response.headers.update(budget.refusal(wait)[1])
+        return render(request, "empty.html", 403, user=user, title="Not allowed",
+                      problem=f"Your key has scope '{user.scope}'; a what-if needs a "
+                              "'whatif' key.", steps=[], back=True)
+    refused = spend_what_if(state, user)
+    if refused is not None:
+        response = render(request, "empty.html", 429, user=user, title="Too many what-ifs",
+                          problem=f"Your key {refused[0].removeprefix('this key ')}.",
+                          steps=[], back=True)
+        response.headers.update(refused[1])
         return response
-    form = await request.form()
-    rows = served.rows.take([served.position[account_id]])
-    changed, errors = {}, []
+    changes, errors = form_changes(served, account_id, await request.form())
+    result = whatif.what_if(served, state.settings, account_id, changes)
+    context = account_context(state.settings, served, account_id)
     for field_ in context["what_if"]:
-        raw = str(form.get(field_["name"], "")).strip()
-        if raw == "" or raw == str(field_["value"]):
+        if field_["name"] in changes:
+            field_["value"] = changes[field_["name"]]
+    return render(request, "account.html", 422 if errors else 200, user=user, served=served,
+                  can_what_if=True, what_if_result=result, changed=changes,
+                  what_if_errors=errors, **context)
+
+
+def form_changes(served: Served, account_id: str, form: FormData
+                 ) -> tuple[dict[str, whatif.Value], list[str]]:
+    """The values the what-if form changed, checked as the API checks them, and what is wrong
+    with the others, by the label the form shows. An empty field or the value already there
+    is no change; fields that are no numeric feature of the model (a form token) are not
+    values to change."""
+    space = served.bundle.space
+    latest = served.snapshot.loc[account_id]
+    sent: dict[str, object] = {}
+    errors = []
+    for name, raw_value in form.items():
+        if name not in space.features or name in space.categories:
+            continue
+        raw = str(raw_value).strip()
+        if raw == "":
             continue
         try:
             value = float(raw)
-            if not np.isfinite(value):
-                raise ValueError
         except ValueError:
-            errors.append(f"{field_['label']}: {raw!r} is not a number")
+            errors.append(f"{label_of(name)}: {raw!r} is not a number")
             continue
-        if abs(value) > MAX_WHAT_IF:
-            errors.append(f"{field_['label']}: {raw!r} is beyond ±{MAX_WHAT_IF:g}")
+        current = latest.get(name)
+        if current is not None and not pd.isna(current) and value == float(current):
             continue
-        column = served.bundle.space.features.index(field_["name"])
-        rows.x[0, column] = value
-        rows.values[0, column] = value
-        changed[field_["name"]] = value
-        field_["value"] = value
-    result = ScoreTable(score_rows(served.bundle, rows, state.settings,
-                                   served.playbooks)).answer_at(0)
-    return render(request, "account.html", 422 if errors else 200, user=user, served=served,
-                  can_what_if=True, what_if_result=result, changed=changed,
-                  what_if_errors=errors, **context)
+        sent[name] = value
+    changes, problems = whatif.check_changes(served, sent)
+    return changes, errors + [f"{label_of(p.feature)}: {p.problem}" for p in problems]
+
+
+def label_of(feature: str) -> str:
+    """A feature as the page labels it: its description."""
+    return REGISTRY[feature].description if feature in REGISTRY else feature
 
 
 @router.get("/model")
