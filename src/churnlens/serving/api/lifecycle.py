@@ -158,6 +158,10 @@ def compute_kpis(state: Serving) -> None:
         logger.warning(runtime.kpi_problem)
 
 
+KPI_SHUTDOWN_WAIT_SECONDS = 60.0
+"""How long shutdown waits for the KPIs still being computed."""
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load at start (KPIs in the background), watch for a new champion, stop the watcher at
@@ -165,7 +169,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: Serving = app.state.serving
     state.metrics.follow_scores(lambda: freshness_of(state))
     start(state)
-    threading.Thread(target=compute_kpis, args=(state,), daemon=True, name="kpis").start()
+    kpis = threading.Thread(target=compute_kpis, args=(state,), daemon=True, name="kpis")
+    kpis.start()
     stop = threading.Event()
     watcher = None
     if state.settings.reload_poll_seconds > 0:
@@ -176,4 +181,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop.set()
     if watcher is not None:
         watcher.join(timeout=5)
+    # a process that exits while this thread is inside DuckDB aborts ("terminate called
+    # without an active exception"): let the KPIs finish, within a bound
+    kpis.join(timeout=KPI_SHUTDOWN_WAIT_SECONDS)
 
