@@ -50,13 +50,14 @@ def test_ranges_follow_the_unit_unless_declared(
 def test_a_number_whose_unit_implies_no_range_must_declare_one() -> None:
     assert unit_bounds("score") is None and unit_bounds("events per seat") == (0, None)
     with pytest.raises(TypeError, match="declare valid="):
-        Feature(name="vibes", pillar="adoption", description="Vibes", unit="score",
+        Feature(name="vibes", pillar="adoption", role="lever", description="Vibes", unit="score",
                 sentence="{value}", source="usage", compute=lambda usage: usage)
-    declared = Feature(name="vibes", pillar="adoption", description="Vibes", unit="score",
+    declared = Feature(name="vibes", pillar="adoption", role="lever", description="Vibes",
+                       unit="score",
                        sentence="{value}", source="usage", compute=lambda usage: usage,
                        valid=(0, 1))
     assert declared.valid == (0, 1)
     with pytest.raises(ValueError, match="empty"):
-        Feature(name="vibes", pillar="adoption", description="Vibes", unit="share",
+        Feature(name="vibes", pillar="adoption", role="lever", description="Vibes", unit="share",
                 sentence="{value}", source="usage", compute=lambda usage: usage,
                 valid=(1, 0))

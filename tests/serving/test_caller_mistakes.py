@@ -51,11 +51,13 @@ def _problem(page: Any) -> str:
 
 def test_an_unknown_query_parameter_is_refused_with_those_the_route_takes(
         site: dict[str, Any]) -> None:
-    answer = _api(site, "/v1/accounts", sort="churn", min_churn="0.5", changed_since="2024")
+    answer = _api(site, "/v1/accounts", min_churn="0.5", changed_since="2024")
     assert answer.status_code == 422
     assert answer.json()["detail"] == (
-        "unknown query parameters 'changed_since', 'min_churn', 'sort' for GET /v1/accounts; "
-        "it takes 'csm', 'cursor', 'limit', 'playbook', 'segment', 'tier'")
+        "unknown query parameters 'changed_since', 'min_churn' for GET /v1/accounts; "
+        "it takes 'csm', 'cursor', 'limit', 'playbook', 'segment', 'sort', 'tier'")
+    # a value of a parameter it takes that is none of its values: those listed
+    assert _api(site, "/v1/accounts", sort="churn").status_code == 422
     # a key put in the address by mistake: named, its value never repeated
     risk = _api(site, f"/v1/accounts/{site['accounts'][0]}/risk",
                 api_key=site["keys"]["read"])
@@ -84,7 +86,8 @@ def test_a_filter_value_that_is_none_of_the_portfolios_lists_the_valid_ones(
     for params, says in (({"tier": "HIGH"}, "tier 'HIGH' is none of this portfolio's: "
                           "'high', 'medium', 'low'"),
                          ({"csm": "Nobody Atall"}, "csm 'Nobody Atall' is none of"),
-                         ({"sort": "name"}, "sort 'name' is none of 'drop', 'renewal'")):
+                         ({"sort": "name"},
+                          "sort 'name' is none of 'arr_at_risk', 'arr', 'drop', 'renewal'")):
         page = _page(site, "/", **params)
         assert page.status_code == 422 and says in _problem(page), params
 

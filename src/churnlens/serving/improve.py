@@ -41,6 +41,7 @@ import pyarrow as pa
 from churnlens.features.registry import REGISTRY, Feature, load_all
 from churnlens.serving import explain
 from churnlens.serving.playbooks import Playbooks
+from churnlens.serving.wording import words
 from churnlens.training.bundle import Bundle
 
 MAX_IMPROVEMENTS = 3
@@ -293,7 +294,7 @@ def _improvement(lever: Lever, features: tuple[str, ...], before: np.ndarray,
                if not _same(float(before[features.index(name)]), after[name])}
     was, now = float(before[features.index(lever.feature)]), after[lever.feature]
     verb = "rose" if now > was else "fell"
-    sentence = (f"If {_lower_first(spec.description)} {verb} from {spec.shown(was)} to "
+    sentence = (f"If {_lower_first(words(spec.description))} {verb} from {spec.shown(was)} to "
                 f"{spec.shown(now)} ({TARGET_NOTE}), churn risk would fall from "
                 f"{_pct(churn_before)} to {_pct(churn_after)}")
     return {"feature": lever.feature, "pillar": spec.pillar, "root": lever.root,

@@ -57,9 +57,8 @@ PAGE_ORDERS = {"arr_at_risk": "most ARR at risk first", "arr": "most ARR first",
                "renewal": "most likely to churn before renewal first"}
 """The portfolio page's orders beside riskiest first (``state.ORDERS``), in a CSM's words."""
 
-SORTS = ("", "drop", "renewal")
-"""The portfolio page's orders: riskiest first, biggest health drop first, likeliest to churn
-before the renewal first."""
+SORTS = ("", *PAGE_ORDERS)
+"""The portfolio page's orders: riskiest first (no ``sort``), then ``PAGE_ORDERS``."""
 
 
 def nothing_served(request: Request, state: Serving, user: KeyRecord) -> Response:
