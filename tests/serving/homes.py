@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from churnlens.serving.keys import SCOPES, KeyStore
+from churnlens.settings import Settings
+from churnlens.training.bundle import Bundle
 from conftest import FAST_TRAIN, churnlens
 
 _TRAINED: dict[str, Path] = {}
@@ -64,6 +67,18 @@ def trained_home(factory: pytest.TempPathFactory) -> Path:
                 built.touch()
         _TRAINED["home"] = home
     return _TRAINED["home"]
+
+
+def champion_inputs(factory: pytest.TempPathFactory
+                    ) -> tuple[Settings, Bundle, pd.DataFrame]:
+    """The trained home's settings, its champion and its latest snapshot (rows numbered from
+    0): what a test scores itself."""
+    from churnlens.serving import score as scoring
+    from churnlens.settings import load_settings
+
+    settings = load_settings(home=trained_home(factory))
+    frame, _ = scoring.latest_snapshot(settings)
+    return settings, scoring.champion(settings), frame.reset_index(drop=True)
 
 
 def served_home(factory: pytest.TempPathFactory, name: str) -> tuple[Path, dict[str, str]]:

@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from homes import trained_home
+from homes import champion_inputs
 
 from churnlens.features.registry import REGISTRY, load_all
 from churnlens.serving import score as scoring
 from churnlens.serving.improve import MAX_IMPROVEMENTS, levers_of
 from churnlens.serving.playbooks import load_playbooks
-from churnlens.settings import Settings, load_settings
+from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle
 
 Scored = tuple[Settings, Bundle, pd.DataFrame, pd.DataFrame]
@@ -23,10 +23,7 @@ Scored = tuple[Settings, Bundle, pd.DataFrame, pd.DataFrame]
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> Scored:
-    settings = load_settings(home=trained_home(tmp_path_factory))
-    bundle = scoring.champion(settings)
-    frame, _ = scoring.latest_snapshot(settings)
-    frame = frame.reset_index(drop=True)
+    settings, bundle, frame = champion_inputs(tmp_path_factory)
     table = scoring.score_frame(bundle, frame, settings, load_playbooks(None))
     return settings, bundle, frame, table
 

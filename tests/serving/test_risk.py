@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from homes import trained_home
+from homes import champion_inputs
 
 from churnlens.features.registry import REGISTRY, load_all
 from churnlens.serving import score as scoring
-from churnlens.settings import Settings, load_settings
+from churnlens.settings import Settings
 from churnlens.training.bundle import Bundle
 
 Scored = tuple[Settings, Bundle, pd.DataFrame, pd.DataFrame]
@@ -19,10 +19,7 @@ Scored = tuple[Settings, Bundle, pd.DataFrame, pd.DataFrame]
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> Scored:
-    settings = load_settings(home=trained_home(tmp_path_factory))
-    bundle = scoring.champion(settings)
-    frame, _ = scoring.latest_snapshot(settings)
-    frame = frame.reset_index(drop=True)
+    settings, bundle, frame = champion_inputs(tmp_path_factory)
     return settings, bundle, frame, scoring.score_probabilities(bundle, frame, settings)
 
 
